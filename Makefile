@@ -1,0 +1,43 @@
+# sidflow: `make run` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export DAGSTER_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test lint ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Install once per change of pyproject.toml or the lock (constraints pin every package).
+$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
+	@echo "installing sidflow into $(VENV) (first time: a few minutes)..."
+	@$(BIN)/python -m pip install -c requirements.lock -e '.[dev]' > $(VENV)/install.log 2>&1 \
+		|| { grep -v '^WARNING: Location' $(VENV)/install.log | tail -40; exit 1; }
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/sidflow run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
+	$(BIN)/pytest
+
+ui: install
+	$(BIN)/sidflow ui --port 3000
+
+clean:
+	rm -rf .sidflow

@@ -1,0 +1,1 @@
+"""Data contracts: Great Expectations suites, checkpoint runner, quarantine."""

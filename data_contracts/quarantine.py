@@ -1,0 +1,57 @@
+"""Quarantine: rejected rows (with the rule they broke) and rejected whole batches.
+
+Rows are written per (table, day) as parquet and replaced on a re-run of that day,
+so re-running never duplicates. Rejected batches are recorded in a JSON file per
+(table, day); the raw file itself stays untouched in the landing folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ingestion.canonical import write_parquet_atomic
+
+
+class Quarantine:
+    """Where contract rejects go, under the working folder's `quarantine/`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _key(self, day: dt.date | None) -> str:
+        return f"day={day.isoformat()}" if day else "snapshot"
+
+    def rows_path(self, table: str, day: dt.date | None) -> Path:
+        """Parquet of rejected rows for `table` on `day`."""
+        return self.root / table / f"{self._key(day)}.parquet"
+
+    def batches_path(self, table: str, day: dt.date | None) -> Path:
+        """JSON list of batches rejected whole for `table` on `day`."""
+        return self.root / table / f"{self._key(day)}.rejected_batches.json"
+
+    def write(
+        self, table: str, day: dt.date | None, rows: pd.DataFrame, batches: list[dict]
+    ) -> None:
+        """Replace the quarantine of (table, day) by `rows` and `batches`."""
+        rows_path, batches_path = self.rows_path(table, day), self.batches_path(table, day)
+        if len(rows):
+            # Keep values as text: a quarantined value may not fit the canonical type.
+            write_parquet_atomic(rows.astype("string"), rows_path)
+        elif rows_path.exists():
+            rows_path.unlink()
+        batches_path.parent.mkdir(parents=True, exist_ok=True)
+        batches_path.write_text(json.dumps(batches, indent=2, default=str))
+
+    def read_rows(self, table: str, day: dt.date | None) -> pd.DataFrame:
+        """Quarantined rows of (table, day); empty if none."""
+        path = self.rows_path(table, day)
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+    def read_batches(self, table: str, day: dt.date | None) -> list[dict]:
+        """Batches rejected whole for (table, day)."""
+        path = self.batches_path(table, day)
+        return json.loads(path.read_text()) if path.exists() else []

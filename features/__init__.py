@@ -1,0 +1,1 @@
+"""Feature computation (DuckDB SQL) and the Feast feature repo."""

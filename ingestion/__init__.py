@@ -1,0 +1,1 @@
+"""Sources, canonical schema, raw landing and the DuckDB warehouse."""

@@ -1,0 +1,1 @@
+"""PyTorch models: SID tokenizer, generative retriever, ranker, alignment, metrics."""

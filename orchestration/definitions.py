@@ -1,0 +1,54 @@
+"""Dagster `Definitions` for sidflow: `dagster dev -m orchestration.definitions` loads `defs`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from orchestration.assets.ingest import build_ingest_assets
+from orchestration.resources import SidflowResource, WarehouseResource
+from sidflow.config import Params, load_params
+from sidflow.workdir import Workdir
+
+DAILY_JOB = "daily_pipeline"
+
+
+def daily_partitions(params: Params) -> dg.DailyPartitionsDefinition:
+    """One partition per day of the configured world (or source) window."""
+    start = params.world.start_date
+    end = start + dt.timedelta(days=params.world.preset.days)
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_date=end.isoformat())
+
+
+def build_definitions(
+    params: Params | None = None, overrides: dict[str, str] | None = None
+) -> dg.Definitions:
+    """Assets, checks, jobs, schedule and resources for the given settings."""
+    params = params or load_params(overrides=overrides)
+    partitions = daily_partitions(params)
+    assets = build_ingest_assets(partitions)
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        description="The daily run: ingest, validate, warehouse (later stages join here).",
+    )
+    schedule = dg.build_schedule_from_partitioned_job(
+        daily_job, hour_of_day=2, default_status=dg.DefaultScheduleStatus.STOPPED
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[daily_job],
+        schedules=[schedule],
+        resources={
+            "sidflow": SidflowResource(
+                workdir=str(params.workdir),
+                overrides={k: str(v) for k, v in (overrides or {}).items()},
+            ),
+            "warehouse": WarehouseResource(path=str(Workdir(params.workdir).warehouse)),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""BentoML service: retriever + ranker behind A/B buckets, with exposure logging."""

@@ -1,0 +1,235 @@
+"""The `sidflow` command line: generate the world, load Amazon, validate, run the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from sidflow.config import Params, ParamsError, load_params
+from sidflow.workdir import Workdir
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    pairs = dict(kv.split("=", 1) for kv in (args.set or []))
+    if getattr(args, "size", None):
+        pairs["world.size"] = args.size
+    return pairs
+
+
+def _load(args: argparse.Namespace) -> Params:
+    return load_params(args.params, _overrides(args))
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Print the validated settings."""
+    print(_load(args).model_dump_json(indent=2))
+    return 0
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    """Generate the synthetic world as canonical parquet, and print its size and long tail."""
+    from ingestion.world import World
+    from ingestion.world_stats import exposure_long_tail
+
+    params = _load(args)
+    t0 = time.perf_counter()
+    world = World(params.world)
+    days = world.days[: args.days] if args.days else world.days
+    out = (
+        Path(args.out)
+        if args.out
+        else Workdir(params.workdir).dataset_dir(f"world-{params.world.size}")
+    )
+    (out / "events").mkdir(parents=True, exist_ok=True)
+    world.items().to_parquet(out / "items.parquet", index=False)
+    world.users().to_parquet(out / "users.parquet", index=False)
+    n_events, exposures = 0, []
+    for day in days:
+        ev = world.events(day)
+        ev.to_parquet(out / "events" / f"day={day.isoformat()}.parquet", index=False)
+        n_events += len(ev)
+        exposures.append(ev.loc[ev["event_type"] == "exposure", "item_id"])
+    seconds = time.perf_counter() - t0
+    report = {
+        "size": params.world.size,
+        "seed": params.world.seed,
+        "days": len(days),
+        "users": world.population.n_users,
+        "items": world.catalog.n_items,
+        "events": n_events,
+        "seconds": round(seconds, 2),
+        "exposure_long_tail": exposure_long_tail(exposures, world.catalog.n_items),
+        "out": str(out),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_load_amazon(args: argparse.Namespace) -> int:
+    """Load an Amazon 5-core folder: canonical tables, contracts, warehouse and the split."""
+    from data_contracts.quarantine import Quarantine
+    from data_contracts.runner import validate_table
+    from ingestion.amazon import load_amazon
+    from ingestion.warehouse import Warehouse
+
+    params = _load(args)
+    wd = Workdir(params.workdir)
+    ds = load_amazon(args.path, args.name)
+    out = wd.dataset_dir(args.name)
+    paths = ds.write(out)
+    q = Quarantine(out / "quarantine")
+    reports = {
+        t: validate_table(t, [paths[t]], wd.gx_root, q, scenes=params.data.scenes,
+                          known_items=set(ds.items["item_id"]) if t == "events" else None,
+                          known_users=set(ds.users["user_id"]) if t == "events" else None)
+        for t in ("items", "users", "events")
+    }  # fmt: skip
+    wh = Warehouse(out / "warehouse.duckdb")
+    wh.upsert("items", reports["items"].valid)
+    wh.upsert("users", reports["users"].valid)
+    ev = reports["events"].valid
+    import pandas as pd
+
+    wh.write_events(ev, sorted(pd.to_datetime(ev["ts"], utc=True).dt.date.unique()))
+    print(
+        json.dumps(
+            {
+                **ds.report,
+                "split": {r: int((ds.split["role"] == r).sum()) for r in ("valid", "test")},
+                "contracts": {t: r.summary() for t, r in reports.items()},
+                "warehouse": str(wh.path),
+                "files": {k: str(v) for k, v in paths.items()},
+                "data_docs": str(wd.data_docs_index),
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run a table's contract over files (or the landed raw batches of a day)."""
+    from data_contracts.quarantine import Quarantine
+    from data_contracts.runner import validate_table
+    from ingestion.sources import raw_batches
+    from ingestion.warehouse import Warehouse
+
+    params = _load(args)
+    wd = Workdir(params.workdir)
+    day = dt.date.fromisoformat(args.day) if args.day else None
+    files = [Path(f) for f in args.files] or (raw_batches(wd, args.table, day) if day else [])
+    if not files:
+        print("nothing to validate: give files, or --day with landed raw batches", file=sys.stderr)
+        return 2
+    known_items = known_users = None
+    if args.table == "events" and wd.warehouse.exists():
+        wh = Warehouse(wd.warehouse)
+        known_items = set(wh.query("SELECT item_id FROM items")["item_id"])
+        known_users = set(wh.query("SELECT user_id FROM users")["user_id"])
+    report = validate_table(args.table, files, wd.gx_root, Quarantine(wd.root / "quarantine"),
+                            day=day, scenes=params.data.scenes, known_items=known_items,
+                            known_users=known_users)  # fmt: skip
+    ok = report.passes_gate(params.contracts.max_quarantine_fraction)
+    print(json.dumps({**report.summary(), "gate_passed": ok, "data_docs": str(report.docs_index)},
+                     indent=2))  # fmt: skip
+    return 0 if ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daily pipeline through Dagster for the world's days (or --day)."""
+    from sidflow.pipeline import run_days, summarize
+
+    params = _load(args)
+    days = [dt.date.fromisoformat(args.day)] if args.day else params.world.days()
+    t0 = time.perf_counter()
+    runs = run_days(params, days, _overrides(args))
+    summary = summarize(params, days)
+    for r in runs:
+        status = "ok" if r.success else f"STOPPED ({', '.join(r.failed_checks) or 'step failed'})"
+        print(f"  {r.day}  run {r.run_id[:8]}  {status}")
+    rows = summary["rows"]
+    print(f"\nsidflow daily pipeline: {len(runs)} day(s) in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"  warehouse rows   events={rows['events']:,}  items={rows['items']:,}  users={rows['users']:,}"
+    )
+    print(
+        f"  quarantined rows {sum(summary['quarantined_rows'].values()):,} {summary['quarantined_rows']}"
+    )
+    print(f"  warehouse        {summary['warehouse']}")
+    print(f"  Data Docs        {summary['data_docs']}")
+    print("  Dagster UI       make ui  (runs above are in its run history)")
+    return 0 if all(r.success for r in runs) else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Dagster UI on this project's instance (DAGSTER_HOME in the working folder)."""
+    import os
+
+    from sidflow.dagster_home import ensure_dagster_home
+
+    params = _load(args)
+    ensure_dagster_home(Workdir(params.workdir).dagster_home)
+    cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "orchestration.definitions",
+           "-h", "127.0.0.1", "-p", str(args.port)]  # fmt: skip
+    print(
+        f"Dagster UI on http://127.0.0.1:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
+    )
+    os.execv(cmd[0], cmd)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="sidflow", description=__doc__)
+    p.add_argument("--params", help="settings file (default: params.yaml or $SIDFLOW_PARAMS)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("params", help="print the validated settings")
+    s.set_defaults(func=cmd_params)
+
+    s = sub.add_parser("world", help="generate the synthetic world as canonical parquet")
+    s.add_argument("--size", help="world size preset (tiny, small, medium, large)")
+    s.add_argument("--days", type=int, help="only the first N days")
+    s.add_argument("--out", help="output folder (default: <workdir>/datasets/world-<size>)")
+    s.set_defaults(func=cmd_world)
+
+    s = sub.add_parser("load-amazon", help="load an Amazon 5-core folder and pin its split")
+    s.add_argument("path", help="folder laid out like amazon-beauty-2014-5core")
+    s.add_argument("--name", default="amazon-beauty")
+    s.set_defaults(func=cmd_load_amazon)
+
+    s = sub.add_parser("validate", help="run a data contract over files or a landed day")
+    s.add_argument("files", nargs="*")
+    s.add_argument("--table", default="events", choices=["events", "items", "users"])
+    s.add_argument("--day", help="partition day YYYY-MM-DD")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("run", help="run the daily pipeline through Dagster")
+    s.add_argument("--size", help="world size preset")
+    s.add_argument("--day", help="only this day")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project")
+    s.add_argument("--port", type=int, default=3000)
+    s.set_defaults(func=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sidflow` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParamsError as e:
+        print(f"sidflow: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""params.yaml is validated at start, and errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidflow.config import ParamsError, load_params
+
+
+def test_default_params_load_and_resolve_paths(workdir):
+    params = load_params()
+    assert params.world.size in params.world.sizes
+    assert params.workdir == workdir.root
+    assert params.data.amazon_path.is_absolute()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"world.bogus": 1}, "world.bogus: unknown key"),
+        ({"world.size": "huge"}, "world.size 'huge' is not one of"),
+        ({"world.seed": "abc"}, "world.seed: Input should be a valid integer"),
+        ({"contracts.max_quarantine_fraction": 2}, "contracts.max_quarantine_fraction"),
+        ({"data.source": "kafka"}, "data.source"),
+    ],
+)
+def test_bad_setting_fails_naming_the_key(override, expected):
+    with pytest.raises(ParamsError) as e:
+        load_params(overrides=override)
+    assert expected in str(e.value)
+
+
+def test_bad_file_is_reported(tmp_path: Path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("world: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_bad_setting(capsys):
+    from sidflow.cli import main
+
+    assert main(["--set", "world.size=huge", "params"]) == 2
+    assert "world.size 'huge'" in capsys.readouterr().err
