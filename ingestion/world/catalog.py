@@ -179,7 +179,7 @@ def build_catalog(rng: np.random.Generator, n_initial: int, new_per_day: int, da
         ]
     )
     # Long-tailed intrinsic popularity (what a logging policy learned from the past).
-    popularity = (rng.permutation(n_items) + 1.0) ** -0.9 * brand_pop[item_brand] ** 0.5
+    popularity = (rng.permutation(n_items) + 1.0) ** -0.75 * brand_pop[item_brand] ** 0.5
     log_pop = np.log(popularity)
     quality = 0.35 * (log_pop - log_pop.mean()) / log_pop.std() + rng.normal(0, 0.4, n_items)
     item_vec = (
