@@ -6,7 +6,10 @@ import datetime as dt
 
 import dagster as dg
 
+from orchestration.assets.features import build_feature_assets
 from orchestration.assets.ingest import build_ingest_assets
+from orchestration.assets.retriever import build_retriever_assets
+from orchestration.assets.sid import build_sid_assets
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
@@ -27,7 +30,10 @@ def build_definitions(
     """Assets, checks, jobs, schedule and resources for the given settings."""
     params = params or load_params(overrides=overrides)
     partitions = daily_partitions(params)
-    assets = build_ingest_assets(partitions)
+    assets = build_ingest_assets(partitions) + build_feature_assets(partitions)
+    assets += build_sid_assets(partitions)
+    if any(dg.AssetKey("sid_table") in a.keys for a in assets):  # the retriever needs SIDs
+        assets += build_retriever_assets(partitions)
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.assets(*assets),

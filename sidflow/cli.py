@@ -166,6 +166,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in runs) else 1
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    """Compute the feature tables of a day (or every warehouse day); optionally load them online."""
+    from features.compute import compute_feature_tables
+    from features.report import feature_table_markdown
+    from ingestion.warehouse import Warehouse
+
+    params = _load(args)
+    if args.describe:
+        print(feature_table_markdown(params.features))
+        return 0
+    wd = Workdir(params.workdir)
+    wh = Warehouse(wd.warehouse)
+    days = wh.days()
+    if not days:
+        print(f"no events in {wh.path}: run `sidflow run` first", file=sys.stderr)
+        return 2
+    first = dt.date.fromisoformat(args.day) if args.day else days[0]
+    last = dt.date.fromisoformat(args.day) if args.day else days[-1]
+    report = compute_feature_tables(wh, wd.features_dir, params.features, first, last)
+    out = {**report.summary(), "folder": str(wd.features_dir)}
+    if args.materialize:
+        from features.store import apply, materialize_day
+
+        out["feast_apply"] = apply(params)
+        out["materialized"] = materialize_day(params, last)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start the Dagster UI on this project's instance (DAGSTER_HOME in the working folder)."""
     import os
@@ -215,9 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--day", help="only this day")
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("features", help="compute feature tables (DuckDB SQL) for a day or all days")
+    s.add_argument("--day", help="only this day YYYY-MM-DD (default: every warehouse day)")
+    s.add_argument("--size", help="world size preset")
+    s.add_argument("--materialize", action="store_true", help="then feast apply + materialize")
+    s.add_argument("--describe", action="store_true", help="print every feature's definition")
+    s.set_defaults(func=cmd_features)
+
     s = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project")
     s.add_argument("--port", type=int, default=3000)
     s.set_defaults(func=cmd_ui)
+
+    from models.tokenizer.cli import add_sid_commands
+
+    add_sid_commands(sub, _load)  # `sidflow sid build|show` (Semantic IDs, issue 4)
+    from models.retriever.cli import add_commands as add_retriever_commands
+
+    add_retriever_commands(sub)  # `sidflow retriever`, `sidflow evaluate [--ablations]` (issue 5)
     return p
 
 

@@ -78,6 +78,130 @@ class ContractParams(Strict):
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
 
 
+class RetrieverModelParams(Strict):
+    """UniRec generative retriever architecture (unirec §3.3-3.5); every part switchable."""
+
+    chain: list[str] = ["cat_l2", "cat_l3"]  # Chain-of-Attribute (§3.3); [] = direct SID
+    task_bos: bool = True  # Task-Conditioned BOS (§3.4); False = one fixed BOS
+    content_summary: bool = True  # hashed Cartesian pairs of path tokens (§3.4 eq. 7)
+    cs_pairs: list[tuple[str, str]] = [
+        ("cat_l2", "s0"), ("cat_l2", "s1"), ("cat_l3", "s0"), ("cat_l3", "s1"), ("s0", "s1")
+    ]  # fmt: skip
+    cs_hashes: int = Field(3, ge=1, le=3)  # M hash functions: x+y, x*y, p1*x+p2*y
+    d_hash: int = Field(32, gt=0)
+    capacity_sids: bool = True  # False = plain RQ-KMeans SIDs (ablation / TIGER-like)
+    self_attention: bool = True  # causal self-attention over the decoding path
+    d_model: int = Field(128, gt=0)
+    n_layers: int = Field(3, gt=0)  # D
+    n_heads: int = Field(8, gt=0)
+    n_experts: int = Field(4, gt=0)  # MMoE SwiGLU experts
+    ffn_mult: float = Field(2.0, gt=0)  # expert hidden = ffn_mult * d_model
+    d_field: int = Field(32, gt=0)  # embedding size of each sparse field
+    d_prefix: int = Field(16, gt=0)  # rank-head prefix embedding per decoded token
+    mask_blocks: int = Field(1, ge=1)  # MaskNet blocks per rank head
+    history_len: int = Field(20, gt=0)  # T: behaviour sequence length
+    mm_len: int = Field(20, ge=0)  # L_mm: history items whose SIDs are appended; 0 = off
+    seq_fields: list[str] = ["item_id", "seller", "brand", "cat_l2", "cat_l3"]
+    profile_fields: list[str] = ["user_id", "age_bucket", "region"]
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class RetrieverTrainParams(Strict):
+    """Training loop: AdamW, warm-up + cosine decay, clipping (unirec §3.5.4, eq. 19)."""
+
+    lr: float = Field(1e-3, gt=0)  # paper 3e-4 (production scale); 1e-3 for short runs
+    weight_decay: float = Field(0.01, ge=0)
+    batch_size: int = Field(256, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = None
+    warmup_steps: int = Field(200, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    engagement_weights: dict[str, float] = {"click": 1.0, "cart": 2.0, "purchase": 3.0}
+    seed: int = 0
+    num_threads: int | None = None  # torch CPU threads; None = torch default
+
+
+class RetrieverEvalParams(Strict):
+    """Evaluation protocol (DESIGN.md): beam width, cut-offs, sample cap."""
+
+    beam_size: int = Field(200, gt=0)
+    hr_ks: list[int] = [50, 100, 200]
+    rank_ks: list[int] = [5, 10, 20]
+    max_samples: int | None = 2000
+    batch_size: int = Field(64, gt=0)
+
+
+class RetrieverParams(Strict):
+    """The generative retriever: model, training and evaluation settings."""
+
+    model: RetrieverModelParams = RetrieverModelParams()
+    train: RetrieverTrainParams = RetrieverTrainParams()
+    eval: RetrieverEvalParams = RetrieverEvalParams()
+
+
+class FeaturesParams(Strict):
+    """Feature store (features/): windows, Bayesian prior, Feast TTLs, online store profile."""
+
+    windows_days: list[int] = [1, 7, 30]  # sliding windows (d-w, d] of every windowed count
+    prior_strength: float = Field(20.0, gt=0)  # m of the Beta prior behind smoothed CTR/CVR
+    ttl_days: dict[Literal["item_stats", "user_stats", "u2i"], int] = {
+        "item_stats": 35, "user_stats": 35, "u2i": 35
+    }  # fmt: skip
+    online_store: Literal["sqlite", "redis"] = "sqlite"  # feature_store[.redis].yaml profile
+    redis_address: str = "127.0.0.1:6379"  # host:port of redis-server for the redis profile
+
+    @model_validator(mode="after")
+    def _windows_and_ttls(self) -> FeaturesParams:
+        w = self.windows_days
+        if not w or any(x <= 0 for x in w) or sorted(set(w)) != w:
+            raise ValueError(f"features.windows_days must be increasing positive days, got {w}")
+        for view, ttl in self.ttl_days.items():
+            # Rows are written only when a window changes (features/sql): a row must stay
+            # valid until the next one, at most max(window) days later.
+            if ttl <= w[-1]:
+                raise ValueError(f"features.ttl_days.{view}={ttl} must exceed the largest window")
+        return self
+
+
+class SidEncoderParams(Strict):
+    """Item encoder behind collaborative/fused embeddings: SASRec-style next-item model plus
+    UNGER's modality adaptation layer and InfoNCE alignment (unger §3.3, eqs. 2-5)."""
+
+    dim: int = Field(64, gt=0)  # embedding size fed to the quantiser
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    max_len: int = Field(20, ge=2)  # history window (DESIGN.md caps histories at 20)
+    epochs: int = Field(20, ge=1)  # fresh training
+    warm_epochs: int = Field(5, ge=1)  # daily rebuild, warm-started from the previous encoder
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    align_weight: float = Field(1.0, ge=0)  # lambda of the alignment loss (eq. 5)
+    temperature: float = Field(0.07, gt=0)  # InfoNCE temperature (eq. 3)
+    threads: int | None = Field(1, ge=1)  # torch CPU threads while training; None = default
+
+
+class SidParams(Strict):
+    """Semantic IDs: capacity-constrained residual k-means (unirec §3.2, Algorithm 1)."""
+
+    K: int = Field(256, ge=2)  # codes per layer
+    L: int = Field(3, ge=1)  # layers (plus one dedup level)
+    tau: float = Field(1.05, ge=1)  # load tolerance: V_k <= tau * C_cap
+    capacity: bool = True  # False = plain RQ-KMeans (TIGER-like ablation)
+    embedding: Literal["fused", "semantic", "collaborative"] = "fused"
+    weights: Literal["auto", "exposure", "interaction", "uniform"] = "auto"
+    weight_smoothing: float = Field(1.0, gt=0)  # added to every count so that w_i > 0
+    max_iter: int = Field(30, ge=1)
+    tol: float = Field(1e-4, ge=0)  # stop when |dJ| <= tol * J
+    init_sample: int = Field(16384, ge=1)  # residuals k-means++ seeds from
+    seed: int = 2024
+    update: Literal["incremental", "rebuild"] = "incremental"  # daily: keep or re-learn codes
+    rebuild_every_days: int = Field(7, ge=0)  # incremental: full rebuild this often; 0 = never
+    compare_plain: bool = True  # also fit plain RQ-KMeans for the side-by-side metrics
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    encoder: SidEncoderParams = SidEncoderParams()
+
+
 class Params(Strict):
     """All of sidflow's settings."""
 
@@ -85,6 +209,9 @@ class Params(Strict):
     data: DataParams = DataParams()
     world: WorldParams
     contracts: ContractParams = ContractParams()
+    retriever: RetrieverParams = RetrieverParams()
+    features: FeaturesParams = FeaturesParams()
+    sid: SidParams = SidParams()
 
     def resolve(self, root: Path) -> Params:
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""

@@ -58,3 +58,27 @@ class Workdir:
     def dataset_dir(self, name: str) -> Path:
         """Canonical tables of a loaded dataset (e.g. amazon-beauty)."""
         return self._dir("datasets", name)
+
+    @property
+    def sid_dir(self) -> Path:
+        """Semantic ID versions: `day=<d>/` (Dagster), `<dataset>/` (DVC), `cache/` (embeddings)."""
+        return self._dir("sid")
+
+    @property
+    def features_dir(self) -> Path:
+        """Feature tables: `<view>/day=<d>.parquet` (Feast's duckdb offline store reads them)."""
+        return self._dir("features")
+
+    def feature_table_path(self, view: str, day: dt.date) -> Path:
+        """The parquet file of one feature view for one day (rewritten whole, idempotent)."""
+        return self._dir("features", view) / f"day={day.isoformat()}.parquet"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast state: file registry and SQLite online store."""
+        return self._dir("feast")
+
+    def retriever_dir(self, day: dt.date, variant: str = "unirec") -> Path:
+        """A retriever run: `models/retriever/day=<d>/` (ablation variants in subfolders)."""
+        parts = ("models", "retriever", f"day={day.isoformat()}")
+        return self._dir(*parts) if variant == "unirec" else self._dir(*parts, variant)

@@ -1,0 +1,190 @@
+"""Compute the feature tables of days [first_day, last_day] in DuckDB and write them as parquet.
+
+The SQL lives in `features/sql/*.sql` (Jinja-templated over the windows). One call reads the
+warehouse once (read-only), builds every view for every day of the range, and writes one file
+per view and day, `<features_dir>/<view>/day=<d>.parquet`, replaced atomically: writing day d
+again gives the same file (idempotent). The daily Dagster asset computes one day; backfills and
+the benchmark compute a whole range in one pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import jinja2
+
+from features.schema import TIMESTAMP, ViewSpec, view_specs
+from ingestion.warehouse import Warehouse
+from sidflow.config import FeaturesParams
+
+SQL_DIR = Path(__file__).parent / "sql"
+EVENT_FLAGS = {
+    "exposure": "has_exposure",
+    "click": "has_click",
+    "cart": "has_cart",
+    "purchase": "has_purchase",
+}
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(SQL_DIR), undefined=jinja2.StrictUndefined
+    )
+
+
+def render_sql(template: str, **context: object) -> str:
+    """Render `features/sql/<template>.sql` with the given template variables."""
+    return _templates().get_template(f"{template}.sql").render(**context)
+
+
+@dataclass
+class FeatureTablesReport:
+    """What one computation wrote: rows per view and day, null shares and empty features."""
+
+    first_day: dt.date
+    last_day: dt.date
+    rows: dict[str, dict[str, int]]  # view -> day -> rows
+    null_share: dict[str, dict[str, float]]  # view -> feature -> share of NULL values
+    empty_features: dict[str, str]  # feature -> why it is empty (the source lacks its events)
+    event_types: dict[str, bool]  # event type -> present in the source by last_day
+    paths: dict[str, list[str]] = field(default_factory=dict)  # view -> files written
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        """A JSON-friendly digest (for Dagster metadata and the CLI)."""
+        return {
+            "days": [self.first_day.isoformat(), self.last_day.isoformat()],
+            "rows": {v: sum(d.values()) for v, d in self.rows.items()},
+            "event_types_present": self.event_types,
+            "empty_features": self.empty_features,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _context(fp: FeaturesParams) -> dict:
+    return {
+        "windows": fp.windows_days,
+        "max_window": fp.windows_days[-1],
+        "m": repr(float(fp.prior_strength)),
+    }
+
+
+def build_view(
+    con: duckdb.DuckDBPyConnection, spec: ViewSpec, fp: FeaturesParams, days: dict
+) -> str:
+    """Create temp table `fe_out_<view>` with the view's rows for every day; returns its name."""
+    ctx = _context(fp)
+    name, keys = spec.name, list(spec.join_keys)
+    con.execute(render_sql("daily_counts", name=name, keys=keys, recency=spec.name == "user_stats"))
+    con.execute(render_sql("changed_keys", name=name, keys=keys, **ctx), days)
+    if spec.ttl_group != "u2i":
+        sql = render_sql(spec.name, name=name, **ctx)
+    else:
+        sql = render_sql("u2i_stats", name=name, attribute=keys[1], prefix=f"u_{keys[1]}", **ctx)
+    out = f"fe_out_{spec.name}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {sql}")
+    return out
+
+
+def _write_day(
+    con: duckdb.DuckDBPyConnection, table: str, spec: ViewSpec, day: dt.date, path: Path
+) -> None:
+    """Write one day's rows of `table` to `path` atomically (temp file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    cols = ", ".join(spec.columns)
+    order = ", ".join(spec.join_keys)
+    con.execute(
+        f"COPY (SELECT {cols} FROM {table} WHERE d = DATE '{day.isoformat()}' ORDER BY {order}) "
+        f"TO '{tmp.as_posix()}' (FORMAT parquet)"
+    )
+    tmp.replace(path)
+
+
+def _null_shares(con: duckdb.DuckDBPyConnection, table: str, spec: ViewSpec) -> dict[str, float]:
+    exprs = ", ".join(f"count({f})" for f in spec.feature_names)
+    n, *counts = con.execute(f"SELECT count(*), {exprs} FROM {table}").fetchone()
+    return {f: (1 - c / n if n else 1.0) for f, c in zip(spec.feature_names, counts, strict=True)}
+
+
+def compute_feature_tables(
+    warehouse: Warehouse,
+    features_dir: Path,
+    fp: FeaturesParams,
+    first_day: dt.date,
+    last_day: dt.date | None = None,
+) -> FeatureTablesReport:
+    """Compute and write every feature view for each day of [first_day, last_day].
+
+    Row `event_timestamp` = end of day d; only events with day <= d feed a row of day d.
+    Raises ValueError when the warehouse has no events up to `last_day` (ingest it first).
+    """
+    last_day = last_day or first_day
+    if last_day < first_day:
+        raise ValueError(f"features: last_day {last_day} is before first_day {first_day}")
+    t0 = time.perf_counter()
+    specs = view_specs(fp)
+    days = {"first_day": first_day, "last_day": last_day}
+    with warehouse.connect(read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        (latest,) = con.execute("SELECT max(day) FROM events").fetchone()
+        if latest is None or latest < last_day:
+            raise ValueError(
+                f"features for {last_day}: the warehouse {warehouse.path} has events only up to "
+                f"{latest}; ingest that day first (warehouse_events)"
+            )
+        ctx = _context(fp)
+        con.execute(render_sql("events_window", **ctx), days)
+        con.execute(render_sql("day_context", **ctx), days)
+        flags = con.execute(
+            "SELECT has_exposure, has_click, has_cart, has_purchase FROM fe_day_context "
+            "ORDER BY d DESC LIMIT 1"
+        ).fetchone()
+        present = dict(zip(EVENT_FLAGS, flags, strict=True))
+        report = FeatureTablesReport(first_day, last_day, {}, {}, {}, present)
+        for spec in specs.values():
+            table = build_view(con, spec, fp, days)
+            per_day = dict(con.execute(f"SELECT d, count(*) FROM {table} GROUP BY d").fetchall())
+            report.rows[spec.name] = {}
+            report.paths[spec.name] = []
+            day = first_day
+            while day <= last_day:
+                path = Path(features_dir) / spec.name / f"day={day.isoformat()}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_day(con, table, spec, day, path)
+                report.rows[spec.name][day.isoformat()] = int(per_day.get(day, 0))
+                report.paths[spec.name].append(str(path))
+                day += dt.timedelta(days=1)
+            report.null_share[spec.name] = _null_shares(con, table, spec)
+            for f in spec.features:
+                missing = [t for t in f.needs if not present[t]]
+                if missing:
+                    report.empty_features[f.name] = (
+                        f"the source has no {' or '.join(missing)} events up to {last_day}"
+                    )
+            for temp in (table, f"fe_daily_{spec.name}", f"fe_changed_{spec.name}"):
+                con.execute(f"DROP TABLE {temp}")  # keep memory to one view at a time
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def read_feature_table(features_dir: Path, view: str, day: dt.date | None = None):  # noqa: ANN201
+    """Read one view's rows (one day, or all days) as a DataFrame sorted by key and time."""
+    import pandas as pd
+
+    folder = Path(features_dir) / view
+    files = [folder / f"day={day.isoformat()}.parquet"] if day else sorted(folder.glob("*.parquet"))
+    if not files or not files[0].exists():
+        raise FileNotFoundError(f"no feature table for view '{view}' in {folder}")
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    keys = [
+        c
+        for c in frame.columns
+        if c.endswith("_id") or c in ("cat_l2", "cat_l3", "brand", "seller")
+    ]
+    return frame.sort_values([*keys, TIMESTAMP], kind="stable").reset_index(drop=True)

@@ -1,0 +1,341 @@
+"""The feature store API other stages use: Feast configured from params.yaml.
+
+- `feature_store(params)`          the Feast `FeatureStore` of the working folder
+- `apply(params)`                  register entities, views and services (`feast apply`)
+- `materialize_day(params, day)`   load day d's rows into the online store
+- `training_frame(params, rows)`   point-in-time-correct features of (user, item, timestamp) rows
+- `OnlineFeatures(params).get(user_id, item_ids)`  the same features online, one user x candidates
+- `item_weights(params, as_of)`    item exposure weights for the SID builder (UniRec §3.2)
+
+A candidate item's u2i cross features (DIG §3.1) are looked up through the item's own
+cat_l2, cat_l3, brand and seller (from the warehouse `items` table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from feast import FeatureStore, FeatureView, RepoConfig
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE
+
+from features.definitions import build_repo
+from features.schema import TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
+from ingestion.warehouse import Warehouse
+from sidflow.config import Params
+from sidflow.workdir import Workdir
+
+# ibis (inside Feast's duckdb offline store) calls a DuckDB API that DuckDB 1.5 deprecates.
+warnings.filterwarnings("ignore", message="fetch_arrow_table", category=DeprecationWarning)
+
+REPO_DIR = Path(__file__).resolve().parent / "feature_repo"
+PROFILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+MISSING_KEY = "<none>"  # join key of an item without brand/seller: matches no feature row
+RECENCY = {
+    "user_days_since_last_event": "user_last_event_ts",
+    "user_days_since_last_interaction": "user_last_interaction_ts",
+    "user_days_since_last_purchase": "user_last_purchase_ts",
+}
+
+
+def repo_config(params: Params) -> RepoConfig:
+    """The profile's feature_store.yaml with this working folder (and Redis address) filled in."""
+    fp = params.features
+    wd = Workdir(params.workdir)
+    wd.feast_dir  # noqa: B018 - creates the folder
+    text = (REPO_DIR / PROFILES[fp.online_store]).read_text()
+    text = text.replace("${SIDFLOW_WORKDIR}", str(wd.root.resolve()))
+    text = text.replace("${SIDFLOW_REDIS_ADDRESS}", fp.redis_address)
+    config = RepoConfig(**yaml.safe_load(text))
+    config.repo_path = REPO_DIR
+    return config
+
+
+def feature_store(params: Params) -> FeatureStore:
+    """Feast's FeatureStore for the working folder and online store profile in `params`."""
+    return FeatureStore(config=repo_config(params))
+
+
+def apply(params: Params, store: FeatureStore | None = None) -> dict:
+    """Register every entity, source, view and service (what `feast apply` does); a summary."""
+    store = store or feature_store(params)
+    wd = Workdir(params.workdir)
+    repo = build_repo(wd.features_dir, params.features)
+    for name in repo.views:  # sources are folders; they exist before the first table is written
+        (wd.features_dir / name).mkdir(parents=True, exist_ok=True)
+    store.apply(repo.objects())
+    return {
+        "project": store.project,
+        "registry": str(store.config.registry.path),
+        "online_store": store.config.online_store.type,
+        "entities": sorted(repo.entities),
+        "feature_views": {n: len(v.features) for n, v in repo.views.items()},
+        "feature_services": {
+            n: sorted(p.name for p in s.feature_view_projections) for n, s in repo.services.items()
+        },
+    }
+
+
+def materialize_day(params: Params, day: dt.date, store: FeatureStore | None = None) -> dict:
+    """Load the rows of day d (stamped end of day d) into the online store.
+
+    If a later day is already online, the range is extended to it, so re-running an old day
+    never rolls the online store back: materializing a day twice changes nothing.
+    """
+    store = store or feature_store(params)
+    start = end_of_day(day)
+    views = [store.get_feature_view(n) for n in view_specs(params.features)]
+    latest = [v.most_recent_end_time for v in views if v.most_recent_end_time is not None]
+    end = max([start, *(t.astimezone(dt.UTC) for t in latest)])
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints progress bars
+        store.materialize(start_date=start, end_date=end)
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def item_attributes(params: Params) -> pd.DataFrame:
+    """item_id -> cat_l2, cat_l3, brand, seller from the warehouse (keys of the u2i lookups)."""
+    wh = Warehouse(Workdir(params.workdir).warehouse)
+    return wh.query(f"SELECT item_id, {', '.join(U2I_ATTRIBUTES)} FROM items")
+
+
+def _with_keys(rows: pd.DataFrame, attrs: pd.DataFrame) -> pd.DataFrame:
+    keys = attrs[["item_id", *U2I_ATTRIBUTES]]
+    out = rows.drop(columns=[a for a in U2I_ATTRIBUTES if a in rows]).merge(keys, "left", "item_id")
+    for a in U2I_ATTRIBUTES:
+        out[a] = out[a].fillna(MISSING_KEY).astype(str)
+    return out
+
+
+def add_recency(frame: pd.DataFrame, request_ts: pd.Series | dt.datetime) -> pd.DataFrame:
+    """Derive `user_days_since_*` from the stored last-event times and the request time."""
+    for name, col in RECENCY.items():
+        if col in frame:
+            last = pd.to_datetime(frame[col], utc=True)
+            frame[name] = (pd.to_datetime(request_ts, utc=True) - last) / pd.Timedelta(days=1)
+    return frame
+
+
+def training_frame(
+    params: Params,
+    rows: pd.DataFrame,
+    service: str = "ranker",
+    store: FeatureStore | None = None,
+    attrs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Point-in-time-correct features for rows (user_id, item_id, event_timestamp, ...).
+
+    Each row gets the latest feature rows stamped at or before its event_timestamp (and within
+    the view's TTL): a request during day d+1 sees the rows of day d, never day d+1's events.
+    Extra columns (labels) are kept; the row order is preserved. Missing values are NaN.
+    """
+    missing = {"user_id", "item_id", TIMESTAMP} - set(rows.columns)
+    if missing:
+        raise ValueError(f"training_frame: rows lack column(s) {sorted(missing)}")
+    store = store or feature_store(params)
+    attrs = item_attributes(params) if attrs is None else attrs
+    entity_df = _with_keys(rows.reset_index(drop=True), attrs)
+    entity_df[TIMESTAMP] = pd.to_datetime(entity_df[TIMESTAMP], utc=True)
+    entity_df["_row"] = np.arange(len(entity_df))
+    job = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(service)
+    )
+    out = job.to_df().sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    for a in U2I_ATTRIBUTES:
+        out[a] = out[a].replace(MISSING_KEY, None)
+    return add_recency(out, out[TIMESTAMP])
+
+
+class OnlineFeatures:
+    """Online features of one user x candidate items: the serving path (goal p99 <= 10 ms).
+
+    Reads the Feast online store (SQLite or Redis) through Feast's provider: per request, the
+    user's `user_stats` row and the user's u2i rows for the distinct cat_l2 / cat_l3 / brand /
+    seller of the candidates. Item features are the same for every user, so they are read for
+    the whole catalogue at start and again every `item_refresh_s` seconds (or on `refresh()`).
+    The columns and values are those of `training_frame` for a request after the last
+    materialized day.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        service: str = "ranker",
+        attrs: pd.DataFrame | None = None,
+        item_refresh_s: float = 300.0,
+    ):
+        self.store = feature_store(params)
+        self._provider = self.store._get_provider()  # Feast's online read path, per view
+        projections = self.store.get_feature_service(service).feature_view_projections
+        self._views = [
+            (self.store.get_feature_view(p.name), [f.name for f in p.features]) for p in projections
+        ]
+        self._kinds = {
+            f.name: f.kind for s in view_specs(params.features).values() for f in s.features
+        }
+        attrs = item_attributes(params) if attrs is None else attrs
+        keyed = _with_keys(attrs[["item_id"]], attrs)
+        self._attrs = {
+            a: dict(zip(keyed["item_id"], keyed[a], strict=True)) for a in U2I_ATTRIBUTES
+        }
+        self._catalogue = keyed["item_id"].tolist()
+        self.item_refresh_s = item_refresh_s
+        self._item_index: dict[str, int] = {}  # item_id -> row of the item_stats table
+        self._item_table = np.empty((0, 0))  # [items + 1, item features]; last row: unknown
+        self._item_stamps = np.empty(0)  # [items + 1] row times (epoch s)
+        self._items_loaded = -np.inf
+
+    def _read(
+        self, view: FeatureView, join_keys: list[str], rows: list[list[str]], names: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values [len(rows), len(names)] and row times [len(rows)] (epoch s) of `view`'s keys."""
+        keys = []
+        for values in rows:
+            key = EntityKeyProto(join_keys=join_keys)
+            for v in values:
+                key.entity_values.add().string_val = v
+            keys.append(key)
+        out = np.full((len(rows), len(names)), np.nan)
+        stamps = np.full(len(rows), np.nan)
+        if not keys:
+            return out, stamps
+        found = self._provider.online_read(self.store.config, view, keys)
+        for i, (ts, values) in enumerate(found):
+            if values:
+                out[i] = [_number(values.get(n)) for n in names]
+                stamps[i] = ts.timestamp()
+        return out, stamps
+
+    def _expire(self, view: FeatureView, block: np.ndarray, stamps: np.ndarray, now: float):
+        """Blank rows older than the view's TTL, as the point-in-time join does offline."""
+        block[now - stamps > view.ttl.total_seconds()] = np.nan
+        return block
+
+    def refresh(self) -> None:
+        """Reload the item features of the whole catalogue from the online store."""
+        for view, names in self._views:
+            if view.name == "item_stats":
+                ids = self._catalogue
+                batches = [
+                    self._read(view, ["item_id"], [[i] for i in ids[k : k + 1000]], names)
+                    for k in range(0, len(ids), 1000)
+                ]
+                self._item_index = {item: k for k, item in enumerate(ids)}
+                self._item_table = np.vstack(
+                    [*(b[0] for b in batches), np.full(len(names), np.nan)]
+                )
+                self._item_stamps = np.concatenate([*(b[1] for b in batches), [np.nan]])
+        self._items_loaded = time.monotonic()
+
+    def get(
+        self, user_id: str, item_ids: list[str], request_ts: dt.datetime | None = None
+    ) -> pd.DataFrame:
+        """One row per candidate, in order: keys, features, and recency at `request_ts`."""
+        if time.monotonic() - self._items_loaded > self.item_refresh_s:
+            self.refresh()
+        n = len(item_ids)
+        now = (request_ts or dt.datetime.now(dt.UTC)).timestamp()
+        keys = {a: [self._attrs[a].get(i, MISSING_KEY) for i in item_ids] for a in U2I_ATTRIBUTES}
+        blocks, names_out = [], []
+        for view, names in self._views:
+            if view.name == "item_stats":
+                unknown = len(self._item_index)
+                at = [self._item_index.get(i, unknown) for i in item_ids]
+                block = self._expire(view, self._item_table[at], self._item_stamps[at], now)
+            elif view.name == "user_stats":
+                row, stamp = self._read(view, ["user_id"], [[user_id]], names)
+                block = np.repeat(self._expire(view, row, stamp, now), n, axis=0)
+            else:  # u2i: read each distinct attribute value once, then spread over candidates
+                attr = view.name.removeprefix("user_")
+                values = sorted(set(keys[attr]) - {MISSING_KEY})
+                rows, stamps = self._read(
+                    view, ["user_id", attr], [[user_id, v] for v in values], names
+                )
+                rows = np.vstack(
+                    [self._expire(view, rows, stamps, now), np.full(len(names), np.nan)]
+                )
+                lookup = {v: k for k, v in enumerate(values)}  # absent -> last row (no value)
+                block = rows[[lookup.get(v, len(values)) for v in keys[attr]]]
+            blocks.append(block)
+            names_out += names
+        matrix = np.hstack(blocks) if blocks else np.empty((n, 0))  # [n, features]
+        head = {"user_id": [user_id] * n, "item_id": list(item_ids)}
+        head |= {a: [None if v == MISSING_KEY else v for v in keys[a]] for a in U2I_ATTRIBUTES}
+        numeric = [j for j, f in enumerate(names_out) if self._kinds[f] != "timestamp"]
+        parts = [
+            pd.DataFrame(head),
+            pd.DataFrame(matrix[:, numeric], columns=[names_out[j] for j in numeric]),
+        ]
+        stamps = {}
+        for j, name in enumerate(names_out):
+            if self._kinds[name] == "timestamp":
+                stamps[name] = _epoch_seconds_to_utc(matrix[:, j])
+                derived = next((k for k, v in RECENCY.items() if v == name), None)
+                if derived:
+                    stamps[derived] = (now - matrix[:, j]) / 86400.0
+        parts.append(pd.DataFrame(stamps))
+        return pd.concat(parts, axis=1)
+
+
+def _epoch_seconds_to_utc(seconds: np.ndarray) -> pd.Series:
+    """float epoch seconds (NaN = null) -> datetime64[ns, UTC]."""
+    out = np.full(len(seconds), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ok = ~np.isnan(seconds)
+    out[ok] = seconds[ok].astype("int64").astype("datetime64[s]")
+    return pd.Series(out).dt.tz_localize("UTC")
+
+
+def _number(value: ValueProto | None) -> float:
+    """A Feast ValueProto as a float (timestamps in epoch seconds); NaN when null or absent."""
+    kind = value.WhichOneof("val") if value is not None else None
+    if kind is None:
+        return np.nan
+    x = getattr(value, kind)
+    if kind == "unix_timestamp_val" and x == NULL_TIMESTAMP_INT_VALUE:
+        return np.nan
+    return float(x)
+
+
+def item_weights(params: Params, as_of: dt.date, store: FeatureStore | None = None) -> pd.Series:
+    """Exposure weight of every catalogue item as of the end of day `as_of` (UniRec §3.2).
+
+    Weight = the item's exposures over the largest window (`features.windows_days[-1]`) read
+    through the `sid_weights` feature service; for a source without exposures (Amazon reviews)
+    it is the item's interactions (clicks + carts + purchases) instead. Items without events in
+    the window weigh 0. Returns a float Series indexed by item_id, named after its basis.
+    """
+    wd = Workdir(params.workdir)
+    if not wd.feature_table_path("item_stats", as_of).exists():
+        raise FileNotFoundError(
+            f"item_weights: no item_stats table for {as_of} in {wd.features_dir}; compute it "
+            f"first (`sidflow features --day {as_of}` or the feature_tables asset)"
+        )
+    store = store or feature_store(params)
+    wh = Warehouse(wd.warehouse)
+    items = wh.query("SELECT item_id FROM items WHERE first_seen <= ? ORDER BY item_id", [as_of])
+    entity_df = items.assign(**{TIMESTAMP: end_of_day(as_of)})
+    frame = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service("sid_weights")
+    ).to_df()
+    frame = frame.set_index("item_id").reindex(items["item_id"])
+    w = params.features.windows_days[-1]
+    exposures = frame[f"item_exposures_{w}d"]
+    if exposures.notna().any():
+        weights, basis = exposures, f"exposures_{w}d"
+    else:
+        cols = [f"item_{c}_{w}d" for c in ("clicks", "carts", "purchases")]
+        weights, basis = frame[cols].sum(axis=1, min_count=1), f"interactions_{w}d"
+    return weights.fillna(0.0).astype("float64").rename(basis)

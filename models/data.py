@@ -1,0 +1,230 @@
+"""Training and evaluation samples for the generative retriever (point-in-time).
+
+A sample is one engagement (click / cart / purchase; Amazon reviews are purchases):
+the target item, the user's earlier engagements (strictly earlier timestamp, at most
+T, most recent last) and the task = (behaviour, scene) for the Task-Conditioned BOS.
+Sparse fields are mapped to ids by a `FeatureSpace` (0 = missing / unseen); the
+catalogue becomes an item table whose row 0 is padding and row i+1 is item i.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.retriever.paths import ItemPaths, sid_columns
+
+BEHAVIOURS = ["click", "cart", "purchase"]  # engaged event types (exposures are not targets)
+ITEM_FIELDS = ["item_id", "seller", "brand", "cat_l1", "cat_l2", "cat_l3"]
+USER_FIELDS = ["user_id", "age_bucket", "region"]
+
+
+def task_names(scenes: list[str]) -> list[str]:
+    """Task vocabulary of the Task-Conditioned BOS: behaviour x scene (unirec §3.4)."""
+    return [f"{b}/{s}" for b in BEHAVIOURS for s in scenes]
+
+
+@dataclass
+class FeatureSpace:
+    """Catalogue and user vocabularies: field value -> id (0 = missing or unseen)."""
+
+    items: pd.DataFrame  # catalogue in item-table order (row i+1 = items.iloc[i])
+    vocab: dict[str, dict[str, int]]
+    scenes: list[str]
+
+    @classmethod
+    def build(cls, items: pd.DataFrame, users: pd.DataFrame, scenes: list[str]) -> FeatureSpace:
+        """Vocabularies from the catalogue and the users table."""
+        items = items.drop_duplicates("item_id", keep="last").reset_index(drop=True)
+        vocab = {}
+        for f, frame in [*((f, items) for f in ITEM_FIELDS), *((f, users) for f in USER_FIELDS)]:
+            vals = frame[f].dropna().astype(str).unique() if f in frame.columns else []
+            vocab[f] = {v: i + 1 for i, v in enumerate(sorted(vals))}
+        return cls(items=items, vocab=vocab, scenes=list(scenes))
+
+    @property
+    def field_sizes(self) -> dict[str, int]:
+        """Embedding-table size of every field (ids 0..n)."""
+        return {f: len(v) + 1 for f, v in self.vocab.items()}
+
+    @property
+    def item_row(self) -> dict[str, int]:
+        """item_id -> item-table row (1-based; 0 is padding)."""
+        return self.vocab["item_id"]
+
+    def ids(self, field: str, values: pd.Series | np.ndarray | list) -> np.ndarray:
+        """Map raw values of `field` to ids (unknown and null -> 0)."""
+        v = self.vocab[field]
+        return np.array([v.get(str(x), 0) if x is not None and x == x else 0 for x in values],
+                        dtype=np.int64)  # fmt: skip
+
+    def item_fields(self, seq_fields: list[str]) -> torch.Tensor:
+        """(N+1, F_s) field ids per item row; row 0 = padding."""
+        unknown = [f for f in seq_fields if f not in ITEM_FIELDS]
+        if unknown:
+            raise ValueError(f"retriever.model.seq_fields: unknown item field(s) {unknown}")
+        order = self.items["item_id"].astype(str).map(self.item_row).to_numpy()
+        cols = []
+        for f in seq_fields:
+            col = np.zeros(len(self.items) + 1, np.int64)
+            col[order] = self.ids(f, self.items[f]) if f in self.items.columns else 0
+            cols.append(col)
+        if not cols:
+            return torch.zeros((len(self.items) + 1, 0), dtype=torch.long)
+        return torch.from_numpy(np.stack(cols, axis=1))
+
+    def item_sids(self, sid_table: pd.DataFrame) -> torch.Tensor:
+        """(N+1, L) SID code + 1 per item row (0 = item without SID, or padding)."""
+        cols = sid_columns(sid_table)
+        out = np.zeros((len(self.items) + 1, len(cols)), np.int64)
+        rows = self.ids("item_id", sid_table["item_id"].astype(str))
+        keep = rows > 0
+        out[rows[keep]] = sid_table.loc[keep, cols].to_numpy(np.int64) + 1
+        return torch.from_numpy(out)
+
+
+@dataclass
+class Samples:
+    """Encoded samples as aligned arrays (n rows)."""
+
+    user_id: np.ndarray  # (n,) object
+    item_id: np.ndarray  # (n,) object: target item
+    event_type: np.ndarray  # (n,) object
+    scene: np.ndarray  # (n,) object
+    day: np.ndarray  # (n,) datetime64[D]
+    hist: np.ndarray  # (n, T) item-table rows, 0 = padding, most recent last
+    hist_type: np.ndarray  # (n, T) event-type ids (1 + BEHAVIOURS index), 0 = padding
+    profile: dict[str, np.ndarray] = field(default_factory=dict)  # user fields, (n,) each
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+    def subset(self, mask: np.ndarray) -> Samples:
+        """Rows where `mask` (bool or index array) selects."""
+        return Samples(
+            **{k: v[mask] for k, v in self.__dict__.items() if k != "profile"},
+            profile={k: v[mask] for k, v in self.profile.items()},
+        )
+
+
+def engaged(events: pd.DataFrame) -> pd.DataFrame:
+    """Click / cart / purchase events sorted by user and time."""
+    missing = {"user_id", "item_id", "ts", "event_type", "scene"} - set(events.columns)
+    if missing:
+        raise ValueError(f"events lack column(s) {sorted(missing)}")
+    ev = events[events["event_type"].isin(BEHAVIOURS)]
+    sort = ["user_id", "ts"] + (["event_id"] if "event_id" in ev.columns else [])
+    return ev.sort_values(sort, kind="stable").reset_index(drop=True)
+
+
+def build_samples(events: pd.DataFrame, space: FeatureSpace, history_len: int,
+                  min_history: int = 0) -> Samples:  # fmt: skip
+    """One sample per engagement with its strictly earlier engagements as history."""
+    ev = engaged(events)
+    n = len(ev)
+    rows = space.ids("item_id", ev["item_id"].astype(str))
+    types = ev["event_type"].map({b: i + 1 for i, b in enumerate(BEHAVIOURS)}).to_numpy(np.int64)
+    ts = pd.to_datetime(ev["ts"], utc=True).dt.tz_convert(None).to_numpy()
+    ts = ts.astype("datetime64[ns]").view(np.int64)  # (n,) ns since epoch
+    users = ev["user_id"].to_numpy()
+    hist = np.zeros((n, history_len), np.int64)
+    hist_type = np.zeros((n, history_len), np.int64)
+    keep = np.zeros(n, bool)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], n], strict=True):
+        ends = s + np.searchsorted(ts[s:e], ts[s:e], side="left")  # strictly earlier ts
+        for i in range(s, e):
+            lo = max(s, ends[i - s] - history_len)
+            k = ends[i - s] - lo
+            if k:
+                hist[i, -k:] = rows[lo : ends[i - s]]
+                hist_type[i, -k:] = types[lo : ends[i - s]]
+            keep[i] = k >= min_history
+    day = pd.to_datetime(ev["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+    out = Samples(user_id=users.astype(object), item_id=ev["item_id"].to_numpy().astype(object),
+                  event_type=ev["event_type"].to_numpy().astype(object),
+                  scene=ev["scene"].to_numpy().astype(object), day=day, hist=hist,
+                  hist_type=hist_type)  # fmt: skip
+    return out.subset(keep)
+
+
+def samples_from_histories(frame: pd.DataFrame, space: FeatureSpace, history_len: int,
+                           event_type: str = "purchase", scene: str = "review") -> Samples:  # fmt: skip
+    """Samples from rows with user_id, item_id, ts and a `history` list (Amazon split)."""
+    n = len(frame)
+    hist = np.zeros((n, history_len), np.int64)
+    for i, h in enumerate(frame["history"]):
+        ids = space.ids("item_id", list(h)[-history_len:])
+        if len(ids):
+            hist[i, -len(ids) :] = ids
+    hist_type = np.where(hist > 0, BEHAVIOURS.index(event_type) + 1, 0)
+    day = (
+        pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+    )
+    return Samples(user_id=frame["user_id"].to_numpy().astype(object),
+                   item_id=frame["item_id"].to_numpy().astype(object),
+                   event_type=np.full(n, event_type, object), scene=np.full(n, scene, object),
+                   day=day, hist=hist, hist_type=hist_type)  # fmt: skip
+
+
+def time_split(samples: Samples, day: dt.date) -> tuple[Samples, Samples]:
+    """Train = engagements before `day`, eval = engagements on `day`.
+
+    On the first day of a window (nothing earlier) it falls back to a per-user
+    leave-last-out split inside the day, so every partition has an evaluation.
+    """
+    d = np.datetime64(day, "D")
+    train, test = samples.day < d, samples.day == d
+    if train.any():
+        return samples.subset(train), samples.subset(test)
+    idx = np.flatnonzero(test)
+    last = np.zeros(len(samples), bool)
+    users = samples.user_id[idx]
+    is_last = np.r_[users[1:] != users[:-1], True]  # samples are sorted by user, time
+    last[idx[is_last]] = True
+    return samples.subset(test & ~last), samples.subset(last)
+
+
+def encode_batch(samples: Samples, space: FeatureSpace, paths: ItemPaths | None,
+                 profile_fields: list[str], weights: dict[str, float] | None = None
+                 ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Tensors for the model: profile, hist, hist_type, task, target (-1 = no path), weight."""
+    n = len(samples)
+    profile = np.zeros((n, len(profile_fields)), np.int64)
+    for i, f in enumerate(profile_fields):
+        if f == "user_id":
+            profile[:, i] = space.ids("user_id", samples.user_id)
+        elif f in samples.profile:
+            profile[:, i] = space.ids(f, samples.profile[f])
+    tasks = {t: i for i, t in enumerate(task_names(space.scenes))}
+    task_key = [f"{b}/{s}" for b, s in zip(samples.event_type, samples.scene, strict=True)]
+    unknown = sorted({k for k in task_key if k not in tasks})
+    if unknown:
+        raise ValueError(f"samples hold tasks {unknown[:3]} outside {list(tasks)[:6]}...")
+    out = {
+        "profile": torch.from_numpy(profile),
+        "hist": torch.from_numpy(samples.hist),
+        "hist_type": torch.from_numpy(samples.hist_type),
+        "task": torch.tensor([tasks[k] for k in task_key], dtype=torch.long),
+    }
+    if paths is not None:
+        rows = paths.rows(samples.item_id)
+        target = np.where(rows[:, None] >= 0, paths.codes[np.maximum(rows, 0)], -1)
+        out["target"] = torch.from_numpy(target)
+        out["item_row"] = torch.from_numpy(rows)
+    w = weights or {}
+    out["weight"] = torch.tensor([w.get(e, 1.0) for e in samples.event_type], dtype=torch.float)
+    return out
+
+
+def attach_profiles(samples: Samples, users: pd.DataFrame, fields: list[str]) -> Samples:
+    """Add user profile columns (e.g. age_bucket, region) as attributes of `samples`."""
+    prof = users.drop_duplicates("user_id").set_index("user_id")
+    for f in fields:
+        if f != "user_id" and f in prof.columns:
+            samples.profile[f] = prof[f].reindex(samples.user_id).to_numpy()
+    return samples

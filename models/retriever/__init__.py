@@ -1,0 +1,1 @@
+"""UniRec generative retriever: decoding paths, trie, model, beam search, evaluation."""

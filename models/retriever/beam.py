@@ -1,0 +1,53 @@
+"""Trie-constrained beam search, batched over requests and beams.
+
+Per request the behaviour memory and every layer's cross-attention K/V are computed
+once (`UniRec.encode`); all W beams then query the same K/V. At step t the allowed
+next tokens of every beam come from the `PathTrie` tensors, so only prefixes of real
+catalogue paths survive and every finished beam is an item. Scores are the summed
+log-probabilities of the model's per-step softmax (disallowed tokens get -inf, no
+renormalisation, as Hugging Face `prefix_allowed_tokens_fn` does).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.retriever.model import UniRec
+from models.retriever.trie import PathTrie
+
+
+@torch.no_grad()
+def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
+                top_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Top-N items per request.
+
+    Returns (items (B, N) item rows of the trie's catalogue, -1 where fewer than N valid
+    paths exist; logp (B, N) path log-probabilities, descending, -inf for padding).
+    """
+    model.eval()
+    ctx = model.encode(batch)
+    b = ctx.mem_mask.shape[0]
+    dev = ctx.mem_mask.device
+    prefix = torch.zeros((b, 1, 0), dtype=torch.long, device=dev)  # (B, W, t)
+    scores = torch.zeros((b, 1), device=dev)  # (B, W)
+    nodes = torch.zeros((b, 1), dtype=torch.long, device=dev)  # (B, W) trie node at depth t
+    cache = None  # self-attention keys/values of the decoded positions, per beam
+    for t in range(trie.n_steps):
+        logp, cache = model.step_logprobs(ctx, prefix, cache)  # (B, W, V_t)
+        logp = logp.float()
+        allowed, child = trie.step(t, nodes)  # (B, W, V_t) each
+        v = logp.shape[-1]
+        cand = (scores.unsqueeze(-1) + logp.masked_fill(~allowed, float("-inf"))).view(b, -1)
+        k = min(beam_size, cand.shape[1])
+        scores, idx = cand.topk(k, dim=1)  # (B, W')
+        beam = torch.div(idx, v, rounding_mode="floor")  # parent beam of each survivor
+        tok = idx % v
+        prefix = torch.cat([prefix.gather(1, beam[..., None].expand(-1, -1, t)), tok[..., None]],
+                           dim=2)  # fmt: skip
+        nodes = child.view(b, -1).gather(1, idx)  # -1 where the candidate was not allowed
+        cache = model.reorder_cache(cache, b, beam)
+    valid = nodes >= 0
+    items = torch.where(valid, trie.leaf_item[nodes.clamp_min(0)], torch.full_like(nodes, -1))
+    scores = scores.masked_fill(~valid, float("-inf"))
+    n = top_n or beam_size
+    return items[:, :n], scores[:, :n]

@@ -1,0 +1,98 @@
+"""`sidflow retriever` (train + evaluate one day) and `sidflow evaluate [--ablations]`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+
+def _day(args: argparse.Namespace, warehouse) -> dt.date | None:
+    if args.day:
+        return dt.date.fromisoformat(args.day)
+    days = warehouse.query("SELECT DISTINCT day FROM events ORDER BY day")["day"]
+    return days.iloc[-1] if len(days) else None
+
+
+def cmd_retriever(args: argparse.Namespace) -> int:
+    """Train the day's retriever on the warehouse and its SID table, then evaluate it."""
+    from ingestion.warehouse import Warehouse
+    from models.retriever.ablations import sid_version_dir
+    from models.retriever.pipeline import evaluate_run, train_run, warehouse_inputs
+    from models.tokenizer import load_sid_table
+    from sidflow.cli import _load
+    from sidflow.workdir import Workdir
+
+    params = _load(args)
+    work = Workdir(params.workdir)
+    wh = Warehouse(work.warehouse)
+    day = _day(args, wh)
+    if day is None:
+        print(f"no events in {wh.path}: run `sidflow run` first", file=sys.stderr)
+        return 2
+    sid_day = dt.date.fromisoformat(args.sid_day) if args.sid_day else day
+    table = load_sid_table(sid_version_dir(work, sid_day))
+    events, items, users = warehouse_inputs(wh, day)
+    out = Path(args.out) if args.out else work.retriever_dir(day)
+    info = train_run(params, events, items, users, table.frame, day, out,
+                     codebook_size=table.K)  # fmt: skip
+    metrics = evaluate_run(params, out, progress=True)
+    print(json.dumps({"day": str(day), "folder": str(out), "train": {k: v for k, v in info.items()
+                      if k != "losses"}, "metrics": metrics}, indent=2, default=str))  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate the day's retriever run, or (--ablations) build the whole ablation table."""
+    from ingestion.warehouse import Warehouse
+    from models.retriever.ablations import run_ablations
+    from models.retriever.pipeline import evaluate_run
+    from sidflow.cli import _load
+    from sidflow.workdir import Workdir
+
+    params = _load(args)
+    work = Workdir(params.workdir)
+    wh = Warehouse(work.warehouse)
+    day = _day(args, wh)
+    if day is None:
+        print(f"no events in {wh.path}: run `sidflow run` first", file=sys.stderr)
+        return 2
+    if args.ablations:
+        variants = [v for v in args.variants.split(",") if v] if args.variants is not None else None
+        baselines = args.baselines.split(",") if args.baselines is not None else None
+        sid_day = dt.date.fromisoformat(args.sid_day) if args.sid_day else None
+        results = run_ablations(params, wh, day, variants, [b for b in baselines or [] if b]
+                                if baselines is not None else None, progress=True,
+                                sid_day=sid_day)  # fmt: skip
+        folder = work.reports / "retriever" / f"day={day.isoformat()}"
+        print((folder / "ablations.md").read_text())
+        print(json.dumps({"report": str(folder), "methods": list(results)}, indent=2))
+        return 0
+    out = work.retriever_dir(day)
+    if not (out / "model.safetensors").exists():
+        print(f"no retriever for {day} in {out}: run `sidflow retriever` first", file=sys.stderr)
+        return 2
+    print(json.dumps(evaluate_run(params, out, progress=True), indent=2))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the retriever subcommands on the `sidflow` parser."""
+    s = sub.add_parser("retriever", help="train + evaluate the generative retriever for a day")
+    s.add_argument("--day", help="as-of day YYYY-MM-DD (default: the last warehouse day)")
+    s.add_argument("--size", help="world size preset")
+    s.add_argument("--out", help="run folder (default: <workdir>/models/retriever/day=<d>)")
+    s.add_argument("--sid-day", help="use the SID version of this day (default: --day)")
+    s.set_defaults(func=cmd_retriever)
+
+    s = sub.add_parser("evaluate", help="evaluate the retriever; --ablations for the table")
+    s.add_argument("--day", help="as-of day YYYY-MM-DD (default: the last warehouse day)")
+    s.add_argument("--size", help="world size preset")
+    s.add_argument("--ablations", action="store_true",
+                   help="train + evaluate every variant and baseline; writes Markdown/JSON/PNG")  # fmt: skip
+    s.add_argument("--variants", help="comma list (default: all ablations + tiger)")
+    s.add_argument("--baselines", help="comma list (default: popularity,sasrec_bce,sasrec_ce)")
+    s.add_argument("--sid-day", help="use the SID version of this day (default: --day)")
+    s.set_defaults(func=cmd_evaluate)

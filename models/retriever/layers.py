@@ -1,0 +1,145 @@
+"""Decoder building blocks (unirec §3.5.2): gated cross-attention, causal self-attention,
+MMoE feed-forward of SwiGLU experts, and the pre-norm block that stacks them.
+
+Shapes: B requests, W beams (1 in training), t decoding positions, S behaviour tokens,
+d = d_model, H heads, dh = d / H.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KV = tuple[torch.Tensor, torch.Tensor]
+
+
+class GatedCrossAttention(nn.Module):
+    """gamma * softmax(Q K^T / sqrt(dh)) V (eq. 16), multi-head, gamma learnable.
+
+    Keys/values depend only on the behaviour sequence, so `kv` is computed once per
+    request and shared by every beam and decoding step (queries of all beams are laid
+    side by side along the query axis).
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
+        self.h, self.dh = n_heads, d // n_heads
+        self.q = nn.Linear(d, d, bias=False)
+        self.kv_proj = nn.Linear(d, 2 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.gamma = nn.Parameter(torch.ones(1))
+        self.dropout = dropout
+
+    def kv(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mem (B, S, d) -> k, v (B, H, S, dh)."""
+        b, s, _ = mem.shape
+        k, v = self.kv_proj(mem).view(b, s, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
+                mem_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """x (B, Q, d) queries, mem_mask (B, S) True = real token -> (B, Q, d)."""
+        b, q, d = x.shape
+        qh = self.q(x).view(b, q, self.h, self.dh).transpose(1, 2)  # (B, H, Q, dh)
+        k, v = kv
+        mask = mem_mask[:, None, None, :]  # (B, 1, 1, S)
+        y = F.scaled_dot_product_attention(
+            qh, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, Q, dh)
+        return self.gamma * self.out(y.transpose(1, 2).reshape(b, q, d))
+
+
+class CausalSelfAttention(nn.Module):
+    """Causal multi-head self-attention over the decoding path (BOS, attributes, SIDs)."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.h, self.dh = n_heads, d // n_heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, past: KV | None = None) -> tuple[torch.Tensor, KV]:
+        """x (N, t, d) new positions, past (k, v) (N, H, t0, dh) cached earlier positions.
+
+        Returns (N, t, d) and the cache (N, H, t0 + t, dh); position i sees positions <= i.
+        """
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        causal = past is None or t > 1
+        mask = None
+        if causal and past is not None:  # t new queries over t0 + t keys
+            t0 = past[0].shape[2]
+            mask = torch.ones(t, t0 + t, dtype=torch.bool, device=x.device).tril(t0)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal and past is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (N, H, t, dh)
+        return self.out(y.transpose(1, 2).reshape(n, t, d)), (k, v)
+
+
+class MMoEFFN(nn.Module):
+    """Multi-gate mixture of SwiGLU experts (eq. 15): one softmax gate per task.
+
+    All experts are evaluated as one batched matmul: w_in (E, d, 2h), w_out (E, h, d).
+    """
+
+    def __init__(self, d: int, hidden: int, n_experts: int, n_gates: int, dropout: float):
+        super().__init__()
+        self.e, self.n_gates = n_experts, n_gates
+        self.w_in = nn.Parameter(torch.randn(n_experts, d, 2 * hidden) * d**-0.5)
+        self.w_out = nn.Parameter(torch.randn(n_experts, hidden, d) * hidden**-0.5)
+        self.gate = nn.Linear(d, n_experts * n_gates)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, gate_id: torch.Tensor) -> torch.Tensor:
+        """x (B, Q, d), gate_id (B,) task of each request -> (B, Q, d)."""
+        b, q, d = x.shape
+        flat = x.reshape(1, b * q, d)
+        a, g = (flat @ self.w_in).chunk(2, dim=-1)  # (E, BQ, h) each: SwiGLU halves
+        y = self.drop(F.silu(a) * g) @ self.w_out  # (E, BQ, d)
+        logits = self.gate(x).view(b, q, self.n_gates, self.e)  # (B, Q, G, E)
+        idx = gate_id.view(b, 1, 1, 1).expand(b, q, 1, self.e)
+        w = logits.gather(2, idx).squeeze(2).softmax(-1)  # (B, Q, E)
+        return torch.einsum("bqe,ebqd->bqd", w, y.view(self.e, b, q, d))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block: [causal self-attn] + gated cross-attn + MMoE-FFN (eq. 14-15)."""
+
+    def __init__(self, d: int, n_heads: int, hidden: int, n_experts: int, n_gates: int,
+                 dropout: float, self_attention: bool):  # fmt: skip
+        super().__init__()
+        self.self_attn = CausalSelfAttention(d, n_heads, dropout) if self_attention else None
+        self.norm_sa = nn.RMSNorm(d) if self_attention else None
+        self.norm_ca = nn.RMSNorm(d)
+        self.cross = GatedCrossAttention(d, n_heads, dropout)
+        self.norm_ff = nn.RMSNorm(d)
+        self.ffn = MMoEFFN(d, hidden, n_experts, n_gates, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, kv: KV, mem_mask: torch.Tensor, gate_id: torch.Tensor,
+                past: KV | None = None) -> tuple[torch.Tensor, KV | None]:  # fmt: skip
+        """x (B, W, t, d): W beams of t new path positions per request.
+
+        `past` caches the self-attention keys/values of earlier positions, (B*W, H, t0, dh).
+        Returns (B, W, t, d) and the updated cache (None without self-attention).
+        """
+        b, w, t, d = x.shape
+        cache = None
+        if self.self_attn is not None:
+            y, cache = self.self_attn(self.norm_sa(x).view(b * w, t, d), past)
+            x = x + self.drop(y.view(b, w, t, d))
+        q = self.norm_ca(x).view(b, w * t, d)  # every beam's queries share the request's K/V
+        x = x + self.drop(self.cross(q, kv, mem_mask)).view(b, w, t, d)
+        x = x + self.drop(self.ffn(self.norm_ff(x).view(b, w * t, d), gate_id)).view(b, w, t, d)
+        return x, cache

@@ -1,0 +1,203 @@
+"""UniRec generative retriever (unirec §3.3-3.5), nanoGPT-style.
+
+    request -> InputEncoder -> memory H_seq (B, S, d), h_agg (B, d_agg)
+    path    -> [BOS(task), e(a_1..a_m), e(s_0..s_{L-2})] + positions        (eq. 12)
+            -> D x DecoderBlock(self-attn?, gated cross-attn to H_seq, MMoE)  (eq. 14-15)
+            -> RMSNorm -> q_t                                                 (eq. 17)
+    head t  -> RankHead([q_t, e_prefix(<t), c_t, h_agg]) -> softmax over V_t  (eq. 18)
+    loss    -> sum_t -alpha * log p(s*_t | s*_<t)                             (eq. 19)
+
+P = m + L (+1 dedup) decoding steps; B requests, W beams, d = d_model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.retriever.content_summary import ContentSummary
+from models.retriever.heads import RankHead
+from models.retriever.inputs import InputEncoder
+from models.retriever.layers import DecoderBlock
+from models.retriever.paths import PathSpec
+
+
+@dataclass
+class UniRecConfig:
+    """Everything needed to rebuild the network (saved with each checkpoint)."""
+
+    path: PathSpec
+    tasks: list[str]  # "behaviour/scene" names; index = task id
+    field_vocab: dict[str, int]  # vocabulary size of every sparse field
+    n_event_types: int
+    sid_vocab: int  # codebook size K of the SID layers (for the history SID features)
+    model: dict = field(default_factory=dict)  # RetrieverModelParams.model_dump()
+
+    def to_json(self) -> str:
+        """Serialise (goes into the safetensors metadata)."""
+        return json.dumps({**asdict(self), "path": asdict(self.path)})
+
+    @classmethod
+    def from_json(cls, text: str) -> UniRecConfig:
+        """Inverse of `to_json`."""
+        raw = json.loads(text)
+        raw["path"] = PathSpec(**raw["path"])
+        raw["model"]["cs_pairs"] = [tuple(p) for p in raw["model"]["cs_pairs"]]
+        return cls(**raw)
+
+
+Cache = list  # per layer: self-attention (k, v) (B*W, H, t, dh), or None without self-attn
+
+
+@dataclass
+class DecodeContext:
+    """Per-request state computed once and shared by every beam and step."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: k, v (B, H, S, dh)
+    mem_mask: torch.Tensor  # (B, S)
+    h_agg: torch.Tensor  # (B, d_agg)
+    task: torch.Tensor  # (B,)
+
+
+class UniRec(nn.Module):
+    """Decoder-only generative retriever with cross-attention to the behaviour sequence."""
+
+    def __init__(self, cfg: UniRecConfig, item_fields: torch.Tensor, item_sids: torch.Tensor):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.model
+        d, spec = m["d_model"], cfg.path
+        self.n_steps = spec.n_steps
+        self.task_bos = m["task_bos"]
+        self.inputs = InputEncoder(
+            item_fields=item_fields, item_sids=item_sids, field_vocab=cfg.field_vocab,
+            seq_fields=m["seq_fields"], profile_fields=m["profile_fields"],
+            n_event_types=cfg.n_event_types, sid_vocab=cfg.sid_vocab, d_field=m["d_field"],
+            d_model=d, history_len=m["history_len"], mm_len=m["mm_len"],
+        )  # fmt: skip
+        # Task-Conditioned BOS (§3.4): one learned start embedding per (behaviour x scene).
+        self.bos = nn.Embedding(len(cfg.tasks) if self.task_bos else 1, d)
+        # decoder input embeddings of path tokens 0..P-2 (the last token is never an input)
+        self.tok = nn.ModuleList(nn.Embedding(v, d) for v in spec.vocab_sizes[:-1])
+        self.pos = nn.Embedding(self.n_steps, d)
+        n_gates = len(cfg.tasks) if self.task_bos else 1
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d, m["n_heads"], int(m["ffn_mult"] * d), m["n_experts"], n_gates,
+                         m["dropout"], m["self_attention"])
+            for _ in range(m["n_layers"])
+        )  # fmt: skip
+        self.norm = nn.RMSNorm(d)
+        self.cs = None
+        if m["content_summary"]:
+            pairs = [(spec.fields.index(a), spec.fields.index(b)) for a, b in m["cs_pairs"]
+                     if a in spec.fields and b in spec.fields]  # fmt: skip
+            if pairs:
+                self.cs = ContentSummary(spec.vocab_sizes, pairs, m["cs_hashes"], m["d_hash"])
+        # per-step rank heads (§3.5.3); prefix embeddings of each decoded token
+        self.prefix = nn.ModuleList(nn.Embedding(v, m["d_prefix"]) for v in spec.vocab_sizes[:-1])
+        d_agg = self.inputs.d_agg
+        self.heads = nn.ModuleList()
+        for t in range(self.n_steps):
+            dims = [d] + [m["d_prefix"]] * t + ([self.cs.d_out] if self.cs else []) + [d_agg]
+            self.heads.append(RankHead(dims, d, m["mask_blocks"], spec.vocab_sizes[t],
+                                       m["dropout"]))  # fmt: skip
+        for emb in [self.bos, self.pos, *self.tok, *self.prefix]:
+            nn.init.normal_(emb.weight, std=0.02)
+
+    # ---- request side -------------------------------------------------------------
+    def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
+        """Behaviour memory and per-layer cross-attention K/V, once per request."""
+        mem, mem_mask, h_agg = self.inputs(batch["profile"], batch["hist"], batch["hist_type"])
+        task = batch["task"] if self.task_bos else torch.zeros_like(batch["task"])
+        return DecodeContext([blk.cross.kv(mem) for blk in self.blocks], mem_mask, h_agg, task)
+
+    # ---- decoding path ------------------------------------------------------------
+    def _decode(self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
+                ) -> tuple[torch.Tensor, Cache]:  # fmt: skip
+        """prefix (B, W, t) decoded tokens -> decoder states and the self-attention cache.
+
+        Without `cache` every position 0..t (BOS + t tokens) is computed: (B, W, t+1, d).
+        With the cache of positions 0..t-1 only position t is computed: (B, W, 1, d).
+        """
+        b, w, t = prefix.shape
+        first = 0 if cache is None else t
+        parts = []
+        for pos in range(first, t + 1):
+            if pos == 0:
+                parts.append(self.bos(ctx.task)[:, None, :].expand(b, w, -1))  # (B, W, d)
+            else:
+                parts.append(self.tok[pos - 1](prefix[..., pos - 1]))
+        x = torch.stack(parts, dim=2) + self.pos.weight[first : t + 1]  # (B, W, n, d) eq. 12
+        new_cache: Cache = []
+        for i, (blk, kv) in enumerate(zip(self.blocks, ctx.kv, strict=True)):
+            x, layer_cache = blk(x, kv, ctx.mem_mask, ctx.task, None if cache is None else cache[i])
+            new_cache.append(layer_cache)
+        return self.norm(x), new_cache  # eq. 17
+
+    @staticmethod
+    def reorder_cache(cache: Cache, b: int, parent: torch.Tensor) -> Cache:
+        """Keep the cache rows of the surviving beams: parent (B, W_new) old beam index."""
+        out: Cache = []
+        for layer in cache:
+            if layer is None:
+                out.append(None)
+                continue
+            k, v = layer  # (B*W_old, H, t, dh)
+            w_old = k.shape[0] // b
+            idx = (parent + torch.arange(b, device=parent.device)[:, None] * w_old).flatten()
+            out.append((k[idx], v[idx]))
+        return out
+
+    def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
+              h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Logits (N, V_t) of step t from q (N, d), prefix (N, >=t), cs (N, d_cs), h_agg (N, .)."""
+        fields = [q] + [self.prefix[j](prefix[:, j]) for j in range(t)]
+        if self.cs is not None:
+            fields.append(cs)
+        fields.append(h_agg)
+        return self.heads[t](fields)
+
+    def step_logprobs(self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
+                      ) -> tuple[torch.Tensor, Cache]:  # fmt: skip
+        """log p(s_t | prefix) for t = prefix length: prefix (B, W, t) -> (B, W, V_t).
+
+        Pass the returned cache (reordered to the surviving beams) to the next step to
+        compute only the newest position; without it the whole prefix is recomputed.
+        """
+        b, w, t = prefix.shape
+        states, cache = self._decode(ctx, prefix, cache)
+        q = states[:, :, -1].reshape(b * w, -1)  # (BW, d)
+        flat = prefix.reshape(b * w, t)
+        cs = self.cs(flat, t + 1)[:, t] if self.cs is not None else None
+        h = ctx.h_agg[:, None].expand(b, w, -1).reshape(b * w, -1)
+        return self._head(t, q, flat, cs, h).log_softmax(-1).view(b, w, -1), cache
+
+    def step_logits(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Teacher forcing: logits (B, V_t) of every step t given the true prefix."""
+        ctx = self.encode(batch)
+        target = batch["target"]  # (B, P)
+        q = self._decode(ctx, target[:, None, :-1])[0][:, 0]  # (B, P, d)
+        cs = self.cs(target, self.n_steps) if self.cs is not None else None  # (B, P, d_cs)
+        return [
+            self._head(t, q[:, t], target, cs[:, t] if cs is not None else None, ctx.h_agg)
+            for t in range(self.n_steps)
+        ]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training forward = the loss (so DDP wraps it)."""
+        return self.loss(batch)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 19: engagement-weighted NTP, summed over steps, averaged over the batch."""
+        logits = self.step_logits(batch)
+        target = batch["target"]
+        nll = sum(  # (B,)
+            F.cross_entropy(lg.float(), target[:, t], reduction="none")
+            for t, lg in enumerate(logits)
+        )
+        w = batch["weight"]
+        return (w * nll).sum() / w.sum()

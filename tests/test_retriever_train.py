@@ -1,0 +1,73 @@
+"""Training loop: checkpoints round-trip, LR schedule, DDP with 2 gloo CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from retriever_fixtures import batch, one_thread, parts
+
+from models.train import load_checkpoint, lr_at, plot_losses, save_checkpoint, save_prepared, train
+from sidflow.config import PROJECT_ROOT, RetrieverTrainParams
+
+_threads = pytest.fixture(autouse=True)(one_thread)
+
+
+def test_lr_warms_up_then_decays():
+    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_checkpoint_round_trip(tmp_path: Path):
+    p = parts()
+    b = batch(p, 3)
+    res = train(p.model, b, RetrieverTrainParams(max_steps=3, batch_size=3), progress=False)
+    path = save_checkpoint(p.model, tmp_path / "m.safetensors", {"steps": res.steps})
+    back = load_checkpoint(path)
+    p.model.eval()
+    for a, c in zip(p.model.step_logits(b), back.step_logits(b), strict=True):
+        assert torch.allclose(a, c)
+    assert plot_losses(res, tmp_path / "loss.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="not a retriever checkpoint"):
+        from safetensors.torch import save_file
+
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+        load_checkpoint(tmp_path / "other.safetensors")
+
+
+def test_targets_without_paths_are_dropped_and_empty_data_is_an_error():
+    p = parts()
+    b = batch(p, 4)
+    b["target"][:] = -1
+    with pytest.raises(ValueError, match="no training sample"):
+        train(p.model, b, RetrieverTrainParams(max_steps=1), progress=False)
+
+
+def test_ddp_two_gloo_processes(tmp_path: Path):
+    p = parts()
+    data = batch(p, 16, seed=1)
+    params = RetrieverTrainParams(max_steps=4, batch_size=8, warmup_steps=1)
+    prepared = save_prepared(tmp_path / "prepared", p.model, data, params)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "models.train", "--data", str(prepared),
+           "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert info["world_size"] == 2 and info["steps"] == 4
+    assert info["samples_seen_rank0"] == 4 * 4  # each rank takes half of every batch of 8
+    trained = load_checkpoint(tmp_path / "out" / "model.safetensors")
+    init = load_checkpoint(prepared / "init.safetensors")
+    moved = [not torch.equal(a, b) for a, b in zip(trained.parameters(), init.parameters(),
+                                                    strict=True)]  # fmt: skip
+    assert any(moved)
+    assert (tmp_path / "out" / "loss.png").exists()
