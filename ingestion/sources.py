@@ -65,7 +65,11 @@ class WorldSource:
         return self.params.world.days()
 
     def events(self, day: dt.date) -> pd.DataFrame:
-        """The logging policy's events of `day`."""
+        """The logging policy's events of `day`; none after the logged window (served days)."""
+        if day not in self.days():
+            from ingestion.world.simulator import EVENT_COLUMNS
+
+            return pd.DataFrame(columns=EVENT_COLUMNS)
         return self.world.events(day)
 
     def items(self, day: dt.date) -> pd.DataFrame:

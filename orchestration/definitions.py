@@ -7,6 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from orchestration.assets.features import build_feature_assets
+from orchestration.assets.gates import build_gate_checks
 from orchestration.assets.ingest import build_ingest_assets
 from orchestration.assets.retriever import build_retriever_assets
 from orchestration.assets.sid import build_sid_assets
@@ -15,12 +16,13 @@ from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
 
 DAILY_JOB = "daily_pipeline"
+DATA_JOB = "daily_data"
 
 
 def daily_partitions(params: Params) -> dg.DailyPartitionsDefinition:
-    """One partition per day of the configured world (or source) window."""
+    """One partition per logged day of the world, then one per served (closed-loop) day."""
     start = params.world.start_date
-    end = start + dt.timedelta(days=params.world.preset.days)
+    end = start + dt.timedelta(days=params.world.preset.days + params.simulation.days)
     return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_date=end.isoformat())
 
 
@@ -34,17 +36,24 @@ def build_definitions(
     assets += build_sid_assets(partitions)
     if any(dg.AssetKey("sid_table") in a.keys for a in assets):  # the retriever needs SIDs
         assets += build_retriever_assets(partitions)
+    checks = build_gate_checks(partitions, {k for a in assets for k in a.keys})
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.assets(*assets),
-        description="The daily run: ingest, validate, warehouse (later stages join here).",
+        description="The daily run: ingest, contracts, features, SIDs, training, gates, bundle, promotion.",
+    )
+    data_job = dg.define_asset_job(
+        DATA_JOB,
+        selection=dg.AssetSelection.groups("ingest", "features"),
+        description="Ingest, contracts, warehouse and feature store only: catching up past days.",
     )
     schedule = dg.build_schedule_from_partitioned_job(
         daily_job, hour_of_day=2, default_status=dg.DefaultScheduleStatus.STOPPED
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[daily_job],
+        asset_checks=checks,
+        jobs=[daily_job, data_job],
         schedules=[schedule],
         resources={
             "sidflow": SidflowResource(

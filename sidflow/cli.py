@@ -147,11 +147,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _load(args)
     days = [dt.date.fromisoformat(args.day)] if args.day else params.world.days()
     t0 = time.perf_counter()
-    runs = run_days(params, days, _overrides(args))
+    train_days = None if args.train_every_day else days[-1:]
+    runs = run_days(params, days, _overrides(args), train_days=train_days)
     summary = summarize(params, days)
     for r in runs:
         status = "ok" if r.success else f"STOPPED ({', '.join(r.failed_checks) or 'step failed'})"
-        print(f"  {r.day}  run {r.run_id[:8]}  {status}")
+        print(f"  {r.day}  {r.job:<15} run {r.run_id[:8]}  {status}")
     rows = summary["rows"]
     print(f"\nsidflow daily pipeline: {len(runs)} day(s) in {time.perf_counter() - t0:.0f}s")
     print(
@@ -242,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the daily pipeline through Dagster")
     s.add_argument("--size", help="world size preset")
     s.add_argument("--day", help="only this day")
+    s.add_argument(
+        "--train-every-day",
+        action="store_true",
+        help="run the whole graph on every day (default: data stages only before the last day)",
+    )
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("features", help="compute feature tables (DuckDB SQL) for a day or all days")

@@ -202,6 +202,45 @@ class SidParams(Strict):
     encoder: SidEncoderParams = SidEncoderParams()
 
 
+class SidGateParams(Strict):
+    """SID table gate (DESIGN.md Gates): collisions, codebook use, exposure concentration."""
+
+    max_collision_rate: float = Field(0.10, ge=0, le=1)  # share of items sharing a full path
+    min_utilisation: float = Field(0.30, ge=0, le=1)  # codes used / K, every layer
+    max_top1_share: float = Field(0.60, ge=0, le=1)  # top-1% codes' exposure share, every layer
+
+
+class RetrieverGateParams(Strict):
+    """Retriever gate: HR@K floors (all and purchase samples) and no regression vs promoted."""
+
+    hr_floor: dict[int, float] = {50: 0.05, 100: 0.10, 200: 0.15}
+    purchase_hr_floor: dict[int, float] = {50: 0.03, 100: 0.06, 200: 0.10}
+    tolerance: float = Field(0.03, ge=0)  # may trail the promoted model's HR@K by this much
+
+
+class RankerGateParams(Strict):
+    """Ranker gate: AUC floor and max rank-vs-retrieval AUC gap (DIG Table 4)."""
+
+    min_auc: float = Field(0.60, ge=0, le=1)
+    max_auc_gap: float = Field(0.05, ge=0)
+
+
+class GatesParams(Strict):
+    """Thresholds of the blocking asset checks that decide promotion."""
+
+    sid: SidGateParams = SidGateParams()
+    retriever: RetrieverGateParams = RetrieverGateParams()
+    ranker: RankerGateParams = RankerGateParams()
+
+
+class SimulationParams(Strict):
+    """Closed-loop A/B simulation (`sidflow simulate`): served days after the logged window."""
+
+    days: int = Field(2, ge=0)  # served days; daily partitions extend this far past the world
+    user_fraction: float = Field(1.0, gt=0, le=1)  # share of the world's users who send requests
+    seed: int = 11  # response draws
+
+
 class Params(Strict):
     """All of sidflow's settings."""
 
@@ -212,6 +251,8 @@ class Params(Strict):
     retriever: RetrieverParams = RetrieverParams()
     features: FeaturesParams = FeaturesParams()
     sid: SidParams = SidParams()
+    gates: GatesParams = GatesParams()
+    simulation: SimulationParams = SimulationParams()
 
     def resolve(self, root: Path) -> Params:
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""

@@ -9,7 +9,7 @@ import dagster as dg
 
 from data_contracts.quarantine import Quarantine
 from ingestion.warehouse import Warehouse
-from orchestration.definitions import DAILY_JOB, build_definitions
+from orchestration.definitions import DAILY_JOB, DATA_JOB, build_definitions
 from sidflow.config import Params
 from sidflow.dagster_home import ensure_dagster_home
 from sidflow.workdir import Workdir
@@ -23,6 +23,7 @@ class DayRun:
     run_id: str
     success: bool
     failed_checks: list[str]
+    job: str = DAILY_JOB
 
 
 def run_days(
@@ -30,15 +31,22 @@ def run_days(
     days: list[dt.date],
     overrides: dict[str, str] | None = None,
     log_level: str = "WARNING",
+    train_days: list[dt.date] | None = None,
 ) -> list[DayRun]:
-    """Materialize the daily job for each day, in order, on the working folder's instance."""
+    """Materialize the daily job for each day, in order, on the working folder's instance.
+
+    `train_days` (default: every day) get the whole graph; the other days only the data job
+    (ingest, contracts, warehouse, features): catching up history without retraining daily.
+    """
     wd = Workdir(params.workdir)
     ensure_dagster_home(wd.dagster_home)
     defs = build_definitions(params, overrides)
-    job = defs.resolve_job_def(DAILY_JOB)
+    full, data = defs.resolve_job_def(DAILY_JOB), defs.resolve_job_def(DATA_JOB)
+    train = set(days if train_days is None else train_days)
     out = []
     with dg.DagsterInstance.get() as instance:
         for day in days:
+            job = full if day in train else data
             result = job.execute_in_process(
                 partition_key=day.isoformat(),
                 instance=instance,
@@ -52,7 +60,7 @@ def run_days(
                 if e.event_type_value == "ASSET_CHECK_EVALUATION"
                 and not e.asset_check_evaluation_data.passed
             ]
-            out.append(DayRun(day, result.run_id, result.success, failed))
+            out.append(DayRun(day, result.run_id, result.success, failed, job.name))
     return out
 
 

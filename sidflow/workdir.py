@@ -82,3 +82,8 @@ class Workdir:
         """A retriever run: `models/retriever/day=<d>/` (ablation variants in subfolders)."""
         parts = ("models", "retriever", f"day={day.isoformat()}")
         return self._dir(*parts) if variant == "unirec" else self._dir(*parts, variant)
+
+    @property
+    def registry(self) -> Path:
+        """The registry of promoted and candidate model versions (JSON)."""
+        return self._dir("registry") / "registry.json"

@@ -83,7 +83,8 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     ) -> dg.MaterializeResult:
         day = _day(context)
         frame = sidflow.source.events(day)
-        land(sidflow.paths, "events", day, frame, sidflow.source.name)
+        if len(frame):  # served days: the closed loop's batch is already landed beside it
+            land(sidflow.paths, "events", day, frame, sidflow.source.name)
         files = raw_batches(sidflow.paths, "events", day)
         return dg.MaterializeResult(
             metadata={
