@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint ui clean
+.PHONY: install run serve test lint ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/sidflow run
+	$(BIN)/sidflow simulate
+
+serve: install
+	$(BIN)/sidflow serve
 
 lint: install
 	$(BIN)/ruff check .

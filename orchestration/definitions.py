@@ -10,6 +10,7 @@ from orchestration.assets.features import build_feature_assets
 from orchestration.assets.gates import build_gate_checks
 from orchestration.assets.ingest import build_ingest_assets
 from orchestration.assets.retriever import build_retriever_assets
+from orchestration.assets.serve import build_serve_assets
 from orchestration.assets.sid import build_sid_assets
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.config import Params, load_params
@@ -36,6 +37,8 @@ def build_definitions(
     assets += build_sid_assets(partitions)
     if any(dg.AssetKey("sid_table") in a.keys for a in assets):  # the retriever needs SIDs
         assets += build_retriever_assets(partitions)
+    if any(dg.AssetKey("retriever_eval") in a.keys for a in assets):
+        assets += build_serve_assets(partitions, {k for a in assets for k in a.keys})
     checks = build_gate_checks(partitions, {k for a in assets for k in a.keys})
     daily_job = dg.define_asset_job(
         DAILY_JOB,
@@ -44,7 +47,7 @@ def build_definitions(
     )
     data_job = dg.define_asset_job(
         DATA_JOB,
-        selection=dg.AssetSelection.groups("ingest", "features"),
+        selection=dg.AssetSelection.groups("ingest", "quality", "features"),
         description="Ingest, contracts, warehouse and feature store only: catching up past days.",
     )
     schedule = dg.build_schedule_from_partitioned_job(

@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     from models.retriever.cli import add_commands as add_retriever_commands
 
     add_retriever_commands(sub)  # `sidflow retriever`, `sidflow evaluate [--ablations]` (issue 5)
+    from sidflow.cli_lifecycle import add_lifecycle_commands
+
+    add_lifecycle_commands(sub, _load)  # simulate, serve, promote, rollback, registry
     return p
 
 

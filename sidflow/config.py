@@ -241,6 +241,43 @@ class SimulationParams(Strict):
     seed: int = 11  # response draws
 
 
+class BucketParams(Strict):
+    """One A/B bucket: a share of the users and which registry entry it serves."""
+
+    name: str = Field(min_length=1, max_length=32)
+    share: float = Field(gt=0, le=1)
+    model: Literal["promoted", "candidate"]
+
+
+class ServingParams(Strict):
+    """The BentoML service (serving/): limits, A/B buckets, promotion by online evidence."""
+
+    port: int = Field(3001, ge=1, le=65535)  # Dagster's UI has 3000
+    max_k: int = Field(100, ge=1)
+    max_history: int = Field(50, ge=0)
+    max_id_length: int = Field(64, ge=1)
+    beam_size: int = Field(50, ge=1)  # retrieval candidates per request (ranked down to k)
+    batch_wait_ms: float = Field(2.0, ge=0)  # concurrent requests wait this long to share a pass
+    max_batch: int = Field(32, ge=1)
+    salt: str = "sidflow-ab-1"
+    buckets: list[BucketParams] = [
+        BucketParams(name="control", share=0.8, model="promoted"),
+        BucketParams(name="treatment", share=0.2, model="candidate"),
+    ]
+    qa_token_env: str = "SIDFLOW_QA_TOKEN"  # the QA bucket override needs this env var's value
+    ab_min_requests: int = Field(200, ge=1)  # per bucket, before the A/B result decides
+    ab_max_ctr_drop: float = Field(0.02, ge=0)  # candidate promoted if CTR >= control's * (1 - x)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> ServingParams:
+        total = sum(b.share for b in self.buckets)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"serving.buckets: shares sum to {total}, not 1")
+        if len({b.name for b in self.buckets}) != len(self.buckets):
+            raise ValueError("serving.buckets: bucket names must be unique")
+        return self
+
+
 class Params(Strict):
     """All of sidflow's settings."""
 
@@ -253,6 +290,7 @@ class Params(Strict):
     sid: SidParams = SidParams()
     gates: GatesParams = GatesParams()
     simulation: SimulationParams = SimulationParams()
+    serving: ServingParams = ServingParams()
 
     def resolve(self, root: Path) -> Params:
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""

@@ -84,10 +84,10 @@ class Registry:
                                  "at": _now()})  # fmt: skip
         return self._write(state)
 
-    def serving(self, bucket_model: str) -> dict | None:
-        """The version a bucket configured as `promoted` or `candidate` serves now (a treatment
-        bucket falls back to the promoted model while there is no candidate)."""
-        state = self.current()
-        if bucket_model == "candidate":
-            return state.get("candidate") or state.get("promoted")
-        return state.get("promoted")
+
+def serving_version(state: dict, bucket_model: str) -> dict | None:
+    """The version a bucket configured as `promoted` or `candidate` serves in `state` (a
+    treatment bucket serves the promoted model while there is no candidate)."""
+    if bucket_model == "candidate":
+        return state.get("candidate") or state.get("promoted")
+    return state.get("promoted")

@@ -41,7 +41,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     """retriever_model and retriever_eval over `partitions`."""
 
     @dg.asset(
-        group_name="retriever",
+        group_name="train",
         partitions_def=partitions,
         deps=["sid_table", "warehouse_events"],
         kinds={"pytorch", "safetensors"},
@@ -84,7 +84,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         )
 
     @dg.asset(
-        group_name="retriever",
+        group_name="evaluate",
         partitions_def=partitions,
         deps=[retriever_model],
         kinds={"pytorch", "json"},

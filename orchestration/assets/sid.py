@@ -67,7 +67,7 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
 
     @dg.asset(
         name="sid_table",
-        group_name="tokenizer",
+        group_name="sid",
         partitions_def=partitions,
         deps=[
             "items",

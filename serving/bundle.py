@@ -1,0 +1,119 @@
+"""The recommender bundle: everything serving needs, saved as one BentoML model.
+
+Contents (a folder inside the BentoML model store, `<workdir>/bentoml/models/`):
+- `retriever/model.safetensors` + `retriever/item_paths.parquet`: the UniRec checkpoint and
+  the catalogue's decoding paths (the trie is rebuilt from them);
+- `ranker/` when a ranker was trained (loaded through `models.ranker.serving`);
+- `catalogue.parquet`, `users.parquet`: the vocabularies the model was trained with;
+- `histories.parquet`: every user's last engagements up to the bundle's day (the history a
+  request without one is served with);
+- `popularity.parquet`: engagements per item and scene over the last days (the fallback);
+- `manifest.json`: day, SID version and DVC hash, training window, gated metrics.
+Labels on the BentoML model repeat the manifest's key facts, so `bentoml models list` shows them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+MODEL_NAME = "sidflow-recommender"
+POPULARITY_DAYS = 7
+
+
+def model_store(workdir: Path):  # noqa: ANN201 - bentoml's ModelStore
+    """The BentoML model store under the working folder (not ~/bentoml)."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    from bentoml._internal.models import ModelStore  # explicit store: one per working folder
+
+    path = Path(workdir) / "bentoml" / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return ModelStore(path)
+
+
+def histories(events: pd.DataFrame, history_len: int) -> pd.DataFrame:
+    """Last `history_len` engagements per user (user_id, item_id, event_type, ts), oldest first."""
+    ev = events[events["event_type"].isin(["click", "cart", "purchase"])]
+    ev = ev.sort_values(["user_id", "ts"], kind="stable")
+    return ev.groupby("user_id", sort=False).tail(history_len)[
+        ["user_id", "item_id", "event_type", "ts"]
+    ]
+
+
+def popularity(events: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """Engagements per (scene, item) over the `POPULARITY_DAYS` days up to `day`."""
+    ts = pd.to_datetime(events["ts"], utc=True)
+    start = pd.Timestamp(day - dt.timedelta(days=POPULARITY_DAYS - 1), tz="UTC")
+    recent = events[(ts >= start) & events["event_type"].isin(["click", "cart", "purchase"])]
+    counts = recent.groupby(["scene", "item_id"]).size().rename("engagements").reset_index()
+    return counts.sort_values(["scene", "engagements", "item_id"], ascending=[True, False, True])
+
+
+def _fingerprint(folder: Path) -> str:
+    h = hashlib.sha1()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(folder).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def save_bundle(workdir: Path, day: dt.date, parts: dict[str, Path], tables: dict[str, pd.DataFrame],
+                manifest: dict) -> str:  # fmt: skip
+    """Save a bundle to the model store; returns its tag (`sidflow-recommender:<version>`).
+
+    `parts`: folder name -> source folder (e.g. {"retriever": run_dir, "ranker": ranker_dir});
+    `tables`: file stem -> frame (catalogue, users, histories, popularity). The version is the
+    day plus a content hash, so rebuilding the same bundle yields the same tag (idempotent).
+    """
+    staging = Path(workdir) / "bentoml" / "staging" / f"day={day}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, src in parts.items():
+        dst = staging / name
+        dst.mkdir()
+        for f in ("model.safetensors", "item_paths.parquet", "config.json", "ranker.safetensors"):
+            if (Path(src) / f).exists():
+                shutil.copy2(Path(src) / f, dst / f)
+    for stem, frame in tables.items():
+        frame.to_parquet(staging / f"{stem}.parquet", index=False)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    version = f"d{day:%Y%m%d}-{_fingerprint(staging)}"
+    tag = f"{MODEL_NAME}:{version}"
+    store = model_store(workdir)
+    import bentoml
+
+    try:
+        store.get(tag)
+        shutil.rmtree(staging)
+        return tag  # the same content is already saved
+    except bentoml.exceptions.NotFound:
+        pass
+    labels = {
+        "day": day.isoformat(),
+        "sid_version": str(manifest.get("sid_version")),
+        "sid_dvc_hash": str(manifest.get("sid_dvc_hash")),
+        "window": str(manifest.get("window")),
+        "ranker": "yes" if "ranker" in parts else "no",
+    }
+    with bentoml.models.create(tag, labels=labels, metadata={"metrics": manifest.get("metrics")},
+                               _model_store=store) as model:  # fmt: skip
+        shutil.copytree(staging, model.path, dirs_exist_ok=True)
+    shutil.rmtree(staging)
+    return tag
+
+
+def bundle_path(workdir: Path, tag: str) -> Path:
+    """The folder of a saved bundle (raises bentoml's NotFound for an unknown tag)."""
+    return Path(model_store(workdir).get(tag).path)
+
+
+def read_manifest(workdir: Path, tag: str) -> dict:
+    """A bundle's manifest."""
+    return json.loads((bundle_path(workdir, tag) / "manifest.json").read_text())

@@ -1,0 +1,129 @@
+"""sidflow's BentoML service: `bentoml serve serving.service:Sidflow` (`make serve`).
+
+POST /recommend {user_id, scene, k, history?} -> items with scores, the A/B bucket, the model
+tag, the SID version and a request_id; every answer is appended to the exposure log.
+POST /metadata -> the promoted and candidate versions with their SID versions and metrics.
+/healthz, /livez and /readyz come with BentoML; /readyz is 503 until a promoted bundle loads.
+Concurrent requests are gathered for up to `serving.batch_wait_ms` (at most
+`serving.max_batch`) and answered by one beam-search pass (`MicroBatcher`).
+Malformed input is rejected by the pydantic model with a 400 naming the field.
+"""
+
+import asyncio
+import os
+from typing import Annotated, Literal
+
+import bentoml
+from pydantic import Field
+
+import sidflow  # noqa: F401  (telemetry off)
+from serving.app import NoModelError, Served, ServingApp
+from serving.recommender import Request
+from sidflow.config import load_params
+
+PARAMS = load_params()
+SP = PARAMS.serving
+Scene = Literal[tuple(PARAMS.data.scenes)]  # type: ignore[valid-type]
+Id = Annotated[str, Field(min_length=1, max_length=SP.max_id_length, pattern=r"^[\w.:-]+$")]
+QA_BUCKET_HEADER = "x-sidflow-bucket"
+QA_TOKEN_HEADER = "x-sidflow-qa-token"
+
+
+K = Annotated[int, Field(ge=1, le=SP.max_k)]
+History = Annotated[list[Id], Field(max_length=SP.max_history)]
+
+
+class MicroBatcher:
+    """Collects concurrent requests and answers them with one `ServingApp.handle` call."""
+
+    def __init__(self, app: ServingApp, wait_ms: float, max_batch: int):
+        self.app, self.wait, self.max_batch = app, wait_ms / 1000.0, max_batch
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.worker: asyncio.Task | None = None
+
+    async def submit(self, req: Request, bucket: str | None) -> "Served":
+        """Queue one request; resolves when its batch is served."""
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._run())
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((req, bucket, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.wait
+            while len(batch) < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except TimeoutError:
+                    break
+            reqs, buckets, futs = zip(*batch, strict=True)
+            try:
+                served = await asyncio.to_thread(self.app.handle, list(reqs), None, list(buckets))
+                for fut, s in zip(futs, served, strict=True):
+                    fut.set_result(s)
+            except Exception as err:  # noqa: BLE001 - every waiting request gets the error
+                for fut in futs:
+                    if not fut.done():
+                        fut.set_exception(err)
+
+
+@bentoml.service(name="sidflow", http={"port": SP.port}, traffic={"timeout": 30})
+class Sidflow:
+    """Retriever + ranker behind A/B buckets, with exposure logging."""
+
+    def __init__(self) -> None:
+        self.app = ServingApp(PARAMS)
+        self.batcher = MicroBatcher(self.app, SP.batch_wait_ms, SP.max_batch)
+
+    def __is_ready__(self) -> bool:
+        return self.app.ready()
+
+    @bentoml.api(route="/recommend")
+    async def recommend(self, user_id: Id, scene: Scene, ctx: bentoml.Context, k: K = 10,
+                        history: History | None = None) -> dict:  # fmt: skip
+        """Recommendations for one user in one scene (bounds from params.yaml `serving:`)."""
+        headers = ctx.request.headers
+        forced = None
+        if headers.get(QA_BUCKET_HEADER):
+            from serving.ab import override
+
+            bucket = override(SP, headers.get(QA_BUCKET_HEADER), headers.get(QA_TOKEN_HEADER))
+            if bucket is None:
+                ctx.response.status_code = 403
+                return {"error": f"{QA_BUCKET_HEADER} needs a valid {QA_TOKEN_HEADER}"}
+            forced = bucket.name
+        try:
+            s = await self.batcher.submit(Request(user_id, scene, k, list(history or [])), forced)
+        except NoModelError as err:
+            ctx.response.status_code = 503
+            return {"error": str(err)}
+        version = self.app.state()
+        sid = next((v.get("sid_version") for v in (version.get("promoted"), version.get("candidate"))
+                    if v and v["tag"] == s.model), None)  # fmt: skip
+        return {
+            "request_id": s.request_id,
+            "user_id": s.user_id,
+            "scene": s.scene,
+            "bucket": s.bucket,
+            "model": s.model,
+            "sid_version": sid,
+            "stage": s.rec.stage,
+            "fallback": s.rec.fallback,
+            "items": [
+                {"item_id": i, "score": round(x, 6)}
+                for i, x in zip(s.rec.items, s.rec.scores, strict=True)
+            ],  # fmt: skip
+        }
+
+    @bentoml.api(route="/metadata")
+    def metadata(self) -> dict:
+        """Promoted and candidate versions (tags, SID versions, windows, gated metrics)."""
+        state = self.app.state()
+        slim = {k: v for k, v in state.items() if k in ("promoted", "candidate")}
+        return {"buckets": [b.model_dump() for b in SP.buckets], "pid": os.getpid(), **slim}

@@ -1,0 +1,102 @@
+"""`sidflow simulate | serve | promote | rollback | registry`: the lifecycle commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+from sidflow.config import Params
+from sidflow.workdir import Workdir
+
+Loader = Callable[[argparse.Namespace], Params]
+
+
+def cmd_simulate(args: argparse.Namespace, load: Loader) -> int:
+    """Closed-loop A/B simulation over served days; prints the per-bucket summary."""
+    from sidflow.simulate import simulate, summary_lines
+
+    if args.days is not None:
+        args.set = [*(args.set or []), f"simulation.days={args.days}"]
+    params = load(args)
+    overrides = dict(kv.split("=", 1) for kv in (args.set or []))
+    result = simulate(params, overrides)
+    print("\n".join(summary_lines(result)))
+    return 0 if all(d["run"] == "ok" or d["missed"] for d in result["days"]) else 1
+
+
+def cmd_serve(args: argparse.Namespace, load: Loader) -> int:
+    """`bentoml serve` the service with the registry's promoted bundle."""
+    params = load(args)
+    env = {**os.environ, "SIDFLOW_WORKDIR": str(params.workdir), "BENTOML_DO_NOT_TRACK": "true"}
+    if args.params:
+        env["SIDFLOW_PARAMS"] = str(args.params)
+    port = args.port or params.serving.port
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Sidflow",
+           "--host", args.host, "--port", str(port)]  # fmt: skip
+    print(f"serving on http://{args.host}:{port}  (POST /recommend, /metadata; GET /readyz)")
+    return subprocess.call(cmd, env=env)
+
+
+def _registry(params: Params):  # noqa: ANN202 - sidflow.registry.Registry
+    from sidflow.registry import Registry
+
+    return Registry(Workdir(params.workdir).registry)
+
+
+def _show(state: dict) -> None:
+    slim = {k: (v and {x: v.get(x) for x in ("tag", "day", "sid_version", "sid_dvc_hash",
+                                              "window")})
+            for k, v in state.items() if k in ("promoted", "candidate")}  # fmt: skip
+    print(json.dumps(slim, indent=2))
+
+
+def cmd_promote(args: argparse.Namespace, load: Loader) -> int:
+    """Promote the candidate (or a given bundle tag) to serve the control bucket."""
+    from serving.bundle import read_manifest
+
+    params = load(args)
+    version = None
+    if args.tag:
+        version = {"tag": args.tag, **read_manifest(Workdir(params.workdir).root, args.tag)}
+    _show(_registry(params).promote(version, reason="manual: sidflow promote"))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, load: Loader) -> int:
+    """Serve the previously promoted version again."""
+    _show(_registry(load(args)).rollback())
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace, load: Loader) -> int:
+    """Print what the buckets serve."""
+    state = _registry(load(args)).current()
+    _show(state)
+    if args.history:
+        print(json.dumps([{k: v for k, v in h.items() if k != "version"}
+                          for h in state["history"]], indent=2))  # fmt: skip
+    return 0
+
+
+def add_lifecycle_commands(sub: argparse._SubParsersAction, load: Loader) -> None:
+    """Register the lifecycle subcommands on the `sidflow` parser."""
+    s = sub.add_parser("simulate", help="closed-loop A/B simulation (serve, respond, retrain)")
+    s.add_argument("--days", type=int, help="served days (default: simulation.days)")
+    s.add_argument("--size", help="world size preset")
+    s.set_defaults(func=lambda a: cmd_simulate(a, load))
+    s = sub.add_parser("serve", help="bentoml serve the promoted bundle (A/B buckets)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, help="default: serving.port")
+    s.set_defaults(func=lambda a: cmd_serve(a, load))
+    s = sub.add_parser("promote", help="promote the candidate (or --tag) to control")
+    s.add_argument("--tag", help="a bundle tag, sidflow-recommender:<version>")
+    s.set_defaults(func=lambda a: cmd_promote(a, load))
+    s = sub.add_parser("rollback", help="serve the previously promoted version again")
+    s.set_defaults(func=lambda a: cmd_rollback(a, load))
+    s = sub.add_parser("registry", help="what the A/B buckets serve")
+    s.add_argument("--history", action="store_true")
+    s.set_defaults(func=lambda a: cmd_registry(a, load))

@@ -1,0 +1,212 @@
+"""The BentoML service, for real: `bentoml serve` in a subprocess on 127.0.0.1.
+
+One tiny world is run through the daily pipeline once (data job for the first days, the whole
+graph on the last), which gates, bundles and promotes a model; the service then serves it.
+"""
+
+import concurrent.futures as cf
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from data_contracts.quarantine import Quarantine
+from data_contracts.runner import validate_table
+from serving import ab
+from serving.bundle import bundle_path, read_manifest, save_bundle
+from serving.exposure_log import land_day, read_day
+from sidflow.config import PROJECT_ROOT, ServingParams, load_params
+from sidflow.pipeline import run_days
+from sidflow.registry import Registry
+from sidflow.workdir import Workdir
+
+QA_TOKEN = "qa-secret-for-tests"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """A trained + promoted tiny bundle and a running `bentoml serve` on a free port."""
+    root = tmp_path_factory.mktemp("serving")
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    raw["world"]["size"] = "tiny"
+    raw["workdir"] = str(root / "work")
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    env_before = os.environ.get("SIDFLOW_WORKDIR")
+    os.environ.pop("SIDFLOW_WORKDIR", None)
+    params = load_params(params_file)
+    days = params.world.days()
+    runs = run_days(params, days, train_days=days[-1:])
+    assert all(r.success for r in runs), runs
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SIDFLOW_PARAMS": str(params_file), "BENTOML_DO_NOT_TRACK": "true",
+           "SIDFLOW_QA_TOKEN": QA_TOKEN, "BENTOML_HOME": str(root / "bentoml-home")}  # fmt: skip
+    log = open(root / "serve.log", "w")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:Sidflow",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited: {(root / 'serve.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"service not ready: {(root / 'serve.log').read_text()[-2000:]}")
+    yield url, params
+    proc.terminate()
+    proc.wait(20)
+    log.close()
+    if env_before is not None:
+        os.environ["SIDFLOW_WORKDIR"] = env_before
+
+
+def _post(url: str, body: object, **kw) -> httpx.Response:
+    return httpx.post(f"{url}/recommend", json=body, timeout=30, **kw)
+
+
+def test_recommendations_come_from_the_catalogue(served):
+    url, params = served
+    catalogue = set(pd.read_parquet(Workdir(params.workdir).raw_dir("items", params.world.days()[-1])
+                                    / "world.parquet")["item_id"])  # fmt: skip
+    users = [f"u{i:07d}" for i in range(12)] + ["someone-new"]
+    for user in users:
+        r = _post(url, {"user_id": user, "scene": "feed", "k": 8})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["items"]) == 8 and {i["item_id"] for i in body["items"]} <= catalogue
+        assert body["bucket"] in {"control", "treatment"} and body["request_id"]
+        assert body["model"].startswith("sidflow-recommender:")
+    assert _post(url, {"user_id": "someone-new", "scene": "search", "k": 3}).json()["fallback"]
+    meta = httpx.post(f"{url}/metadata", json={}, timeout=10).json()
+    assert meta["promoted"]["sid_version"].startswith("sid-")
+
+
+def test_buckets_are_sticky_and_near_their_shares(served):
+    url, params = served
+    sp = params.serving
+    first = {u: _post(url, {"user_id": u, "scene": "feed", "k": 1}).json()["bucket"]
+             for u in (f"u{i:07d}" for i in range(20))}  # fmt: skip
+    again = {u: _post(url, {"user_id": u, "scene": "search", "k": 1}).json()["bucket"]
+             for u in first}  # fmt: skip
+    assert first == again  # sticky across requests (and processes: the hash is stateless)
+    assert first == {u: ab.assign(sp, u).name for u in first}
+    counts = pd.Series([ab.assign(sp, f"user-{i}").name for i in range(20_000)]).value_counts()
+    for b in sp.buckets:
+        assert abs(counts[b.name] / 20_000 - b.share) < 0.01
+    moved = ServingParams(salt="another-salt")
+    assert any(ab.assign(moved, u).name != first[u] for u in first)
+
+
+def test_qa_override_needs_the_token(served):
+    url, _ = served
+    body = {"user_id": "u0000001", "scene": "feed", "k": 2}
+    ok = _post(url, body, headers={"x-sidflow-bucket": "treatment", "x-sidflow-qa-token": QA_TOKEN})
+    assert ok.status_code == 200 and ok.json()["bucket"] == "treatment"
+    bad = _post(url, body, headers={"x-sidflow-bucket": "treatment", "x-sidflow-qa-token": "no"})
+    assert bad.status_code == 403
+
+
+MALFORMED = [
+    ({}, "user_id"),
+    ({"user_id": "u1", "scene": "feed", "k": 0}, "k"),
+    ({"user_id": "u1", "scene": "feed", "k": 10_000}, "k"),
+    ({"user_id": "u1", "scene": "feed", "k": "ten"}, "k"),
+    ({"user_id": "u1", "scene": "moon", "k": 5}, "scene"),
+    ({"user_id": "", "scene": "feed"}, "user_id"),
+    ({"user_id": "x" * 5000, "scene": "feed"}, "user_id"),
+    ({"user_id": "u1; DROP TABLE", "scene": "feed"}, "user_id"),
+    ({"user_id": "u1", "scene": "feed", "history": ["i1"] * 500}, "history"),
+    ({"user_id": "u1", "scene": "feed", "history": "i1"}, "history"),
+    ({"user_id": 12, "scene": "feed"}, "user_id"),
+    ([1, 2, 3], None),
+    ("not json at all", None),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), MALFORMED)
+def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
+    url, _ = served
+    if isinstance(body, str):
+        r = httpx.post(f"{url}/recommend", content=body, timeout=10,
+                       headers={"content-type": "application/json"})  # fmt: skip
+    else:
+        r = _post(url, body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    if field:
+        assert field in r.text
+
+
+def test_logs_round_trip_through_ingestion(served):
+    url, params = served
+    wd = Workdir(params.workdir)
+    ids = [_post(url, {"user_id": f"u{i:07d}", "scene": "similar", "k": 4}).json()["request_id"]
+           for i in range(5)]  # fmt: skip
+    today = dt.datetime.now(dt.UTC).date()
+    log = read_day(wd.root, today)
+    assert set(ids) <= set(log["request_id"])
+    assert (log[log["request_id"].isin(ids)].groupby("request_id")["position"].max() == 3).all()
+    landed = land_day(wd.root, wd.root / "roundtrip", today)
+    report = validate_table("events", [landed], wd.gx_root, Quarantine(wd.root / "q"), day=today)
+    assert len(report.valid) == len(log) and report.quarantined_rows == 0
+    assert set(report.valid["event_type"]) == {"exposure"}
+
+
+def test_a_model_swap_under_load_loses_no_request(served):
+    url, params = served
+    wd = Workdir(params.workdir)
+    registry = Registry(wd.registry)
+    before = registry.current()["promoted"]
+    # a second bundle in the model store: same models, another manifest -> another tag
+    folder = bundle_path(wd.root, before["tag"])
+    tables = {t: pd.read_parquet(folder / f"{t}.parquet")
+              for t in ("catalogue", "users", "histories", "popularity")}  # fmt: skip
+    manifest = {**read_manifest(wd.root, before["tag"]), "note": "swap test"}
+    day = dt.date.fromisoformat(manifest["day"])
+    tag = save_bundle(wd.root, day, {"retriever": folder / "retriever"}, tables, manifest)
+    assert tag != before["tag"]
+
+    def call(i: int) -> tuple[int, str]:
+        r = _post(url, {"user_id": f"u{i % 150:07d}", "scene": "feed", "k": 5})
+        return r.status_code, r.json().get("model", "")
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(call, i) for i in range(200)]
+        time.sleep(0.3)
+        registry.promote({"tag": tag, **manifest}, reason="swap under load (test)")
+        results = [f.result() for f in futures]
+        after = [pool.submit(call, i).result() for i in range(8)]
+    assert [s for s, _ in results + after] == [200] * (len(results) + len(after))
+    assert {m for _, m in results} <= {before["tag"], tag}
+    assert {m for _, m in after} == {tag}  # every request after the swap uses the new bundle
+    registry.rollback()
+    assert registry.current()["promoted"]["tag"] == before["tag"]
