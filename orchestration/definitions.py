@@ -12,6 +12,7 @@ from orchestration.assets.ingest import build_ingest_assets
 from orchestration.assets.retriever import build_retriever_assets
 from orchestration.assets.serve import build_serve_assets
 from orchestration.assets.sid import build_sid_assets
+from orchestration.automation import daily_retrain, new_raw_day_sensor
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
@@ -50,16 +51,15 @@ def build_definitions(
         selection=dg.AssetSelection.groups("ingest", "quality", "features"),
         description="Ingest, contracts, warehouse and feature store only: catching up past days.",
     )
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily_job, hour_of_day=2, default_status=dg.DefaultScheduleStatus.STOPPED
-    )
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[daily_job, data_job],
-        schedules=[schedule],
+        schedules=[daily_retrain(daily_job, params)],
+        sensors=[new_raw_day_sensor(daily_job, params, partitions)],
         resources={
             "sidflow": SidflowResource(
+                params_path=str(params.source_path or ""),
                 workdir=str(params.workdir),
                 overrides={k: str(v) for k, v in (overrides or {}).items()},
             ),

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 
 from sidflow.config import Params
@@ -35,8 +34,9 @@ def cmd_serve(args: argparse.Namespace, load: Loader) -> int:
     if args.params:
         env["SIDFLOW_PARAMS"] = str(args.params)
     port = args.port or params.serving.port
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Sidflow",
-           "--host", args.host, "--port", str(port)]  # fmt: skip
+    from serving.launch import serve_command
+
+    cmd = serve_command(args.host, port)
     print(f"serving on http://{args.host}:{port}  (POST /recommend, /metadata; GET /readyz)")
     return subprocess.call(cmd, env=env)
 

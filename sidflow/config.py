@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS_PATH = PROJECT_ROOT / "params.yaml"
@@ -236,8 +236,8 @@ class GatesParams(Strict):
 class SimulationParams(Strict):
     """Closed-loop A/B simulation (`sidflow simulate`): served days after the logged window."""
 
-    days: int = Field(2, ge=0)  # served days; daily partitions extend this far past the world
-    user_fraction: float = Field(1.0, gt=0, le=1)  # share of the world's users who send requests
+    days: int = Field(1, ge=0)  # served days; daily partitions extend this far past the world
+    user_fraction: float = Field(0.25, gt=0, le=1)  # share of the world's users who send requests
     seed: int = 11  # response draws
 
 
@@ -278,8 +278,22 @@ class ServingParams(Strict):
         return self
 
 
+class LifecycleParams(Strict):
+    """When the daily job runs (orchestration/automation.py)."""
+
+    profile: Literal["local", "deployment"] = "local"  # deployment: schedule + sensor on
+    schedule_hour: int = Field(2, ge=0, le=23)  # UTC hour of `daily_retrain`
+
+
 class Params(Strict):
     """All of sidflow's settings."""
+
+    _source: Path | None = PrivateAttr(default=None)  # the settings file they were read from
+
+    @property
+    def source_path(self) -> Path | None:
+        """The settings file these were loaded from (None when built in code)."""
+        return self._source
 
     workdir: Path = Path(".sidflow")
     data: DataParams = DataParams()
@@ -291,6 +305,7 @@ class Params(Strict):
     gates: GatesParams = GatesParams()
     simulation: SimulationParams = SimulationParams()
     serving: ServingParams = ServingParams()
+    lifecycle: LifecycleParams = LifecycleParams()
 
     def resolve(self, root: Path) -> Params:
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""
@@ -338,12 +353,15 @@ def load_params(path: Path | str | None = None, overrides: dict | None = None) -
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML: {e}") from e
     for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
+        # strings are read as YAML, as in the file: "tiny", "0.5", "{50: 0.1}", "[a, b]"
+        _set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:
         raise ParamsError(_format_error(e, path)) from None
-    return params.resolve(path.resolve().parent)
+    params = params.resolve(path.resolve().parent)
+    params._source = path.resolve()
+    return params
 
 
 def _set_dotted(tree: dict, dotted: str, value: object) -> None:

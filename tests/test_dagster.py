@@ -27,7 +27,7 @@ def test_definitions_validate(workdir):
 
 def test_two_days_through_dagster(tiny_params, tiny_world):
     days = tiny_world.days[:2]
-    runs = run_days(tiny_params, days, {"world.size": "tiny"})
+    runs = run_days(tiny_params, days, {"world.size": "tiny"}, train_days=[])
     assert all(r.success for r in runs), runs
     wh = Warehouse(Path(tiny_params.workdir) / "warehouse.duckdb")
     expected = sum(len(tiny_world.events(d)) for d in days)
@@ -35,7 +35,7 @@ def test_two_days_through_dagster(tiny_params, tiny_world):
     assert wh.counts()["users"] == len(tiny_world.users())
     assert wh.counts()["items"] == len(tiny_world.items(days[1]))
     # Re-running a day replaces it: no duplicates.
-    runs = run_days(tiny_params, days[:1], {"world.size": "tiny"})
+    runs = run_days(tiny_params, days[:1], {"world.size": "tiny"}, train_days=[])
     assert runs[0].success
     assert wh.counts()["events"] == expected
 
@@ -50,13 +50,13 @@ def test_bad_batches_follow_the_data_gate(tiny_params, tiny_world):
     # but it is under the quarantine limit, so the day goes on (with a warning check).
     small = tiny_world.events(d0).drop(columns="price").head(20)
     small.to_csv(wd.raw_dir("events", d0) / "partner_feed.csv", index=False)
-    [run] = run_days(tiny_params, [d0], {"world.size": "tiny"})
+    [run] = run_days(tiny_params, [d0], {"world.size": "tiny"}, train_days=[])
     assert run.success and run.failed_checks == ["validated_events:every_rule_passed"]
     assert wh.counts()["events"] == len(tiny_world.events(d0))
     # Day 1: the bad batch is larger than the limit allows: the gate stops the day.
     big = tiny_world.events(d1).drop(columns="price")
     big.to_csv(wd.raw_dir("events", d1) / "partner_feed.csv", index=False)
-    [run] = run_days(tiny_params, [d1], {"world.size": "tiny"})
+    [run] = run_days(tiny_params, [d1], {"world.size": "tiny"}, train_days=[])
     assert not run.success
     assert "validated_events:events_contract" in run.failed_checks
     assert wh.days() == [d0], "warehouse_events must not run for a day that failed its gate"

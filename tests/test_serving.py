@@ -8,9 +8,8 @@ import concurrent.futures as cf
 import datetime as dt
 import os
 import socket
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -19,7 +18,8 @@ import yaml
 
 from data_contracts.quarantine import Quarantine
 from data_contracts.runner import validate_table
-from serving import ab
+from ingestion.warehouse import Warehouse
+from serving import ab, launch
 from serving.bundle import bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
 from sidflow.config import PROJECT_ROOT, ServingParams, load_params
@@ -51,37 +51,13 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     env = {**os.environ, "SIDFLOW_PARAMS": str(params_file), "BENTOML_DO_NOT_TRACK": "true",
            "SIDFLOW_QA_TOKEN": QA_TOKEN, "BENTOML_HOME": str(root / "bentoml-home")}  # fmt: skip
     log = open(root / "serve.log", "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:Sidflow",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],  # fmt: skip
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = launch.start(port, env, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"bentoml serve exited: {(root / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    else:
+    try:
+        launch.wait_ready(url, proc)
+    except RuntimeError as err:
         proc.kill()
-        pytest.fail(f"service not ready: {(root / 'serve.log').read_text()[-2000:]}")
+        pytest.fail(f"{err}: {(root / 'serve.log').read_text()[-2000:]}")
     yield url, params
     proc.terminate()
     proc.wait(20)
@@ -210,3 +186,30 @@ def test_a_model_swap_under_load_loses_no_request(served):
     assert {m for _, m in after} == {tag}  # every request after the swap uses the new bundle
     registry.rollback()
     assert registry.current()["promoted"]["tag"] == before["tag"]
+
+
+def test_closed_loop_simulation_serves_ingests_and_reports(served):
+    from sidflow.simulate import SERVED_BATCH, simulate
+
+    _, params = served
+    result = simulate(params, {})
+    [day] = result["days"]
+    assert result["bootstrap"] == []  # a model was already promoted
+    wd = Workdir(params.workdir)
+    served_day = dt.date.fromisoformat(day["day"])
+    assert served_day == params.world.days()[-1] + dt.timedelta(days=1)
+    assert (wd.raw_dir("events", served_day) / SERVED_BATCH).exists()
+    buckets = {b["bucket"]: b for b in day["buckets"]}
+    assert set(buckets) <= {"control", "treatment"} and sum(
+        b["requests"] for b in buckets.values()
+    ) == len(read_day(wd.root, served_day)["request_id"].unique())
+    exposures = (
+        Warehouse(wd.warehouse)
+        .query(
+            "SELECT count(*) AS n FROM events WHERE day = ? AND event_type = 'exposure'",
+            [served_day],
+        )["n"]
+        .iloc[0]
+    )
+    assert exposures == sum(b["exposures"] for b in buckets.values())  # the log was ingested
+    assert Path(result["paths"]["md"]).read_text().count(day["day"]) >= 2

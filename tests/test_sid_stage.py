@@ -19,8 +19,11 @@ from sidflow.config import load_params
 from sidflow.workdir import Workdir
 
 # Small settings so the tiny world (300-310 items) trains in seconds.
+# K=16 keeps the test fast; 16^3 paths for 310 items collide often, which the SID gate would
+# (rightly) block, so its collision threshold is lifted here: gates are tested in test_gates.py.
 SMALL = {"world.size": "tiny", "sid.K": "16", "sid.encoder.epochs": "3",
-         "sid.encoder.warm_epochs": "1", "sid.max_iter": "15"}  # fmt: skip
+         "sid.encoder.warm_epochs": "1", "sid.max_iter": "15",
+         "gates.sid.max_collision_rate": "1.0"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
