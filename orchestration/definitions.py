@@ -9,6 +9,7 @@ import dagster as dg
 from orchestration.assets.features import build_feature_assets
 from orchestration.assets.gates import build_gate_checks
 from orchestration.assets.ingest import build_ingest_assets
+from orchestration.assets.ranker import build_ranker_assets
 from orchestration.assets.retriever import build_retriever_assets
 from orchestration.assets.serve import build_serve_assets
 from orchestration.assets.sid import build_sid_assets
@@ -38,6 +39,8 @@ def build_definitions(
     assets += build_sid_assets(partitions)
     if any(dg.AssetKey("sid_table") in a.keys for a in assets):  # the retriever needs SIDs
         assets += build_retriever_assets(partitions)
+        if params.lifecycle.train_ranker:
+            assets += build_ranker_assets(partitions)
     if any(dg.AssetKey("retriever_eval") in a.keys for a in assets):
         assets += build_serve_assets(partitions, {k for a in assets for k in a.keys})
     checks = build_gate_checks(partitions, {k for a in assets for k in a.keys})

@@ -213,6 +213,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    """Screenshots of the Dagster UI and the Data Docs index (headless chromium)."""
+    from sidflow.screenshots import take_screenshots
+
+    for name, path in take_screenshots(_load(args)).items():
+        print(f"  {name:<16} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="sidflow", description=__doc__)
@@ -222,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("params", help="print the validated settings")
     s.set_defaults(func=cmd_params)
+
+    s = sub.add_parser("screenshots", help="PNGs of the Dagster UI and the Data Docs index")
+    s.set_defaults(func=cmd_screenshots)
 
     s = sub.add_parser("world", help="generate the synthetic world as canonical parquet")
     s.add_argument("--size", help="world size preset (tiny, small, medium, large)")

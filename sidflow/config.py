@@ -202,6 +202,54 @@ class SidParams(Strict):
     encoder: SidEncoderParams = SidEncoderParams()
 
 
+class RankerParams(Strict):
+    """DIG ranker (models/ranker/): DIN + DCNv2 + MoE mixer shared by rank and retrieval paths."""
+
+    train_days: int = Field(3, ge=1)  # exposures of the days before d train; day d is held out
+    max_eval: int = Field(30000, ge=100)  # held-out exposures scored (sampled by request)
+    negatives_per_positive: int = Field(4, ge=1)  # sources without exposures (Amazon)
+    d_emb: int = Field(32, ge=4)  # e_v / e_sid width (DIG §3.2: SID embeddings match e_v)
+    d_field: int = Field(16, ge=2)
+    history_len: int = Field(20, ge=1)
+    cross_layers: int = Field(2, ge=0)  # DCNv2
+    n_experts: int = Field(4, ge=1)  # MoE
+    expert_hidden: int = Field(128, ge=8)
+    u2t_hidden: int = Field(64, ge=8)  # MLP_u2t per layer (eq. 14)
+    use_u2i: bool = True  # ablation: false drops the u2i cross features (DIG Ablation 2)
+    u2t: Literal["mlp", "bucket_mean"] = "mlp"  # bucket_mean: DIG Ablation 3
+    lambda_commit: float = Field(0.25, ge=0)  # eq. 8
+    lambda_sem: float = Field(0.1, ge=0)
+    lambda_u2t: float = Field(1.0, ge=0)
+    ema_decay: float = Field(0.99, gt=0, lt=1)  # codebook EMA (§3.2)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(1024, ge=8)
+    epochs: float = Field(2.0, gt=0)
+    min_steps: int = Field(50, ge=1)  # small sources: at least this many steps
+    max_steps: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class AlignmentParams(Strict):
+    """RFT + DPO alignment of the retriever (models/alignment/, unirec §3.6)."""
+
+    lambda_rft: float = Field(20.0, ge=0)  # lambda_RFT : lambda_DPO = 20 : 3
+    lambda_dpo: float = Field(3.0, ge=0)
+    rft_lambda: float = Field(0.5, ge=0)  # eq. 24: weight (1 + lambda * A~) * alpha
+    clip: float = Field(2.0, gt=0)  # eq. 23: c_clip
+    gmv_weight: float = Field(1.0, ge=0)  # eq. 21: R = engagement + gmv_weight * log1p(GMV)
+    engagement_value: dict[str, float] = {"click": 1.0, "cart": 2.0, "purchase": 3.0}
+    beta: float = Field(0.1, gt=0)  # eq. 27
+    pairs_per_request: int = Field(4, ge=1)
+    train_days: int = Field(3, ge=1)  # requests of the days before d give DPO pairs
+    lr: float = Field(2e-4, gt=0)
+    batch_size: int = Field(256, ge=8)
+    epochs: float = Field(1.0, gt=0)  # passes over the RFT samples ...
+    max_steps: int = Field(150, ge=1)  # ... capped at this many steps
+    max_hr_drop: float = Field(0.01, ge=0)  # served only if HR@50 (all) drops at most this
+    seed: int = 0
+
+
 class SidGateParams(Strict):
     """SID table gate (DESIGN.md Gates): collisions, codebook use, exposure concentration."""
 
@@ -283,6 +331,7 @@ class LifecycleParams(Strict):
 
     profile: Literal["local", "deployment"] = "local"  # deployment: schedule + sensor on
     schedule_hour: int = Field(2, ge=0, le=23)  # UTC hour of `daily_retrain`
+    train_ranker: bool = True  # the DIG ranker, its gate and the RFT + DPO aligned retriever
 
 
 class Params(Strict):
@@ -300,6 +349,8 @@ class Params(Strict):
     world: WorldParams
     contracts: ContractParams = ContractParams()
     retriever: RetrieverParams = RetrieverParams()
+    ranker: RankerParams = RankerParams()
+    alignment: AlignmentParams = AlignmentParams()
     features: FeaturesParams = FeaturesParams()
     sid: SidParams = SidParams()
     gates: GatesParams = GatesParams()

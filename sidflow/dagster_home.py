@@ -9,6 +9,8 @@ DAGSTER_YAML = """\
 # Written by sidflow. One run at a time: DuckDB allows a single writer.
 telemetry:
   enabled: false
+nux:
+  enabled: false           # no 'join the community' dialog over the UI
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator

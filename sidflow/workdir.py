@@ -83,6 +83,19 @@ class Workdir:
         parts = ("models", "retriever", f"day={day.isoformat()}")
         return self._dir(*parts) if variant == "unirec" else self._dir(*parts, variant)
 
+    def ranker_dir(self, day: dt.date, variant: str = "dig") -> Path:
+        """A ranker run: `models/ranker/day=<d>/` (config.json, ranker.safetensors, samples)."""
+        parts = ("models", "ranker", f"day={day.isoformat()}")
+        return self._dir(*parts) if variant == "dig" else self._dir(*parts, variant)
+
+    def ranker_eval_dir(self, day: dt.date) -> Path:
+        """The ranker's evaluation: `models/ranker_eval/day=<d>/metrics.json` and plots."""
+        return self._dir("models", "ranker_eval", f"day={day.isoformat()}")
+
+    def aligned_retriever_dir(self, day: dt.date) -> Path:
+        """The RFT + DPO aligned retriever: `models/aligned_retriever/day=<d>/`."""
+        return self._dir("models", "aligned_retriever", f"day={day.isoformat()}")
+
     @property
     def registry(self) -> Path:
         """The registry of promoted and candidate model versions (JSON)."""

@@ -29,7 +29,8 @@ def test_whole_graph_two_days_bad_batch_and_failed_gate(tiny_params, tiny_world,
     # dedup and its first retriever barely trains (HR@50 ~ 0), so day d0's floors are lowered.
     loose = {"world.size": "tiny", "gates.sid.max_collision_rate": 0.25,
              "gates.retriever.hr_floor": {50: 0.0, 100: 0.0, 200: 0.0},
-             "gates.retriever.purchase_hr_floor": {50: 0.0, 100: 0.0, 200: 0.0}}  # fmt: skip
+             "gates.retriever.purchase_hr_floor": {50: 0.0, 100: 0.0, 200: 0.0},
+             "gates.ranker.min_auc": 0.0, "gates.ranker.max_auc_gap": 1.0}  # fmt: skip
     [run0] = run_days(load_params(overrides=loose), [d0], loose)
     assert run0.success, run0
     quarantined = Quarantine(workdir.root / "quarantine").read_rows("events", d0)

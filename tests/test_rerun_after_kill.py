@@ -27,6 +27,8 @@ def _run(params_file: Path) -> subprocess.Popen:
 def test_kill_mid_run_then_rerun(tmp_path):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     raw["world"]["size"] = "tiny"
+    # two days of 150 users are too few for the ranker to reach the 0.60 AUC floor (~0.57)
+    raw["gates"]["ranker"]["min_auc"] = 0.5
     raw["workdir"] = str(tmp_path / "work")
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))

@@ -155,11 +155,16 @@ class UniRec(nn.Module):
     def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
               h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """Logits (N, V_t) of step t from q (N, d), prefix (N, >=t), cs (N, d_cs), h_agg (N, .)."""
+        return self.heads[t](self.head_fields(t, q, prefix, cs, h_agg))
+
+    def head_fields(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
+                    h_agg: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip
+        """The inputs x_t of rank head t (eq. 18): [q_t, e_prefix(<t), c_t, h_agg]."""
         fields = [q] + [self.prefix[j](prefix[:, j]) for j in range(t)]
         if self.cs is not None:
             fields.append(cs)
         fields.append(h_agg)
-        return self.heads[t](fields)
+        return fields
 
     def step_logprobs(self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
                       ) -> tuple[torch.Tensor, Cache]:  # fmt: skip

@@ -82,15 +82,19 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
     def bento_bundle(context: dg.AssetExecutionContext, sidflow: SidflowResource,
                      warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
         from models.tokenizer.dvc_hash import dvc_dir_hash
+        from serving.build import build_bento
         from serving.bundle import histories, popularity, save_bundle
 
         day = _day(context)
         wd, params = sidflow.paths, sidflow.params
         wh = warehouse.warehouse
         run = wd.retriever_dir(day)
-        aligned = wd.root / "models" / "aligned_retriever" / f"day={day}"
-        parts = {"retriever": aligned if (aligned / "model.safetensors").exists() else run}
-        ranker = wd.root / "models" / "ranker" / f"day={day}"
+        aligned = wd.aligned_retriever_dir(day)
+        use_aligned = (aligned / "metrics.json").exists() and json.loads(
+            (aligned / "metrics.json").read_text()
+        ).get("accepted", False)  # RFT + DPO kept HR@50 within max_hr_drop
+        parts = {"retriever": aligned if use_aligned else run}
+        ranker = wd.ranker_dir(day)
         if (ranker / "config.json").exists():
             parts["ranker"] = ranker
         events = wh.query("SELECT user_id, item_id, ts, scene, event_type FROM events "
@@ -103,7 +107,7 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         }
         sid_metrics = json.loads((wd.sid_dir / f"day={day}" / "metrics.json").read_text())
         metrics = {"retriever": json.loads((run / "metrics.json").read_text())}
-        ranker_metrics = wd.root / "models" / "ranker_eval" / f"day={day}" / "metrics.json"
+        ranker_metrics = wd.ranker_eval_dir(day) / "metrics.json"
         if ranker_metrics.exists():
             metrics["ranker"] = json.loads(ranker_metrics.read_text())
         first = wh.query("SELECT min(day) AS d FROM events")["d"].iloc[0]
@@ -116,13 +120,16 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
             "metrics": metrics,
         }
         tag = save_bundle(wd.root, day, parts, tables, manifest)
+        bento = build_bento(wd.root, tag)  # bentofile.yaml + this bundle, built offline
         (wd.reports / "bundles").mkdir(parents=True, exist_ok=True)
         (wd.reports / "bundles" / f"day={day}.json").write_text(
-            json.dumps({"tag": tag, **manifest}, indent=2, default=str)
+            json.dumps({"tag": tag, "bento": bento, **manifest}, indent=2, default=str)
         )
         return dg.MaterializeResult(
             metadata={
                 "tag": tag,
+                "bento": bento["tag"],
+                "bento_path": dg.MetadataValue.path(bento["path"]),
                 "sid_version": manifest["sid_version"],
                 "sid_dvc_hash": manifest["sid_dvc_hash"],
                 "window": manifest["window"],

@@ -1,0 +1,1 @@
+"""Alignment of the generative retriever with business objectives: RFT + DPO (unirec §3.6)."""

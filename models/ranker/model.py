@@ -1,0 +1,322 @@
+"""DIG ranker (dig §3.2-3.4): one DIN + DCNv2 + MoE mixer for ranking and SID retrieval.
+
+    item v  -> Enc(x_v^s) = e_v (d)                                          (eq. 1)
+    SID     -> e_sid^(1:l) = sum_{i<=l} E^sid_i[s_i] (d), learnable, not the codebook (eq. 5)
+    user    -> e_u = [profile, scene, dense user stats]; history -> Enc -> H (T, d)
+    rank    -> sigma(Mixer(BN_u(e_u), BN_v(e_v), BN_u2i(c_{u,v})))                 (eq. 6)
+    recall  -> sigma(Mixer(BN_u(e_u), BN_sid(e_sid^(1:l)), BN_u2t(u2t^(1:l))))     (eq. 7, 16)
+    Mixer   -> DIN target attention over H (query = the item / token side), DCNv2 cross
+               layers, an MoE of MLP experts, a logit
+    u2t     -> MLP_u2t^(l)([e_u; e_sid^(1:l)]) (eq. 14) or the training-set bucket mean of c
+               (DIG Ablation 3)
+
+Codebook vectors c_{l,k} only address (the SID table's codes, fixed so serving's trie and
+the DVC-versioned table agree); they follow EMA means of the encoder residuals and give
+L_commit (eq. 11) and L_sem (eq. 12). B rows, T history, L SID layers, D_c cross features.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class RankerConfig:
+    """What rebuilds the network (saved in config.json beside the weights)."""
+
+    field_vocab: dict[str, int]  # embedding-table sizes: item fields, user fields, scene
+    item_fields: list[str]
+    user_fields: list[str]
+    n_user_dense: int
+    n_cross: int
+    n_layers: int  # SID layers L
+    codebook_size: int  # K
+    d_emb: int = 32
+    d_field: int = 16
+    cross_layers: int = 2
+    n_experts: int = 4
+    expert_hidden: int = 128
+    u2t_hidden: int = 64
+    u2t: str = "mlp"  # mlp | bucket_mean
+    lambda_commit: float = 0.25  # eq. 8: lambda_1, lambda_2, lambda_3
+    lambda_sem: float = 0.1
+    lambda_u2t: float = 1.0
+    ema_decay: float = 0.99
+
+    def to_json(self) -> str:
+        """Serialise."""
+        return json.dumps(asdict(self))
+
+
+@dataclass
+class UserSide:
+    """The user-side part, computed once per request and reused for every candidate (MaRI)."""
+
+    e_u: torch.Tensor  # (B, d_u) BN_u(e_u)
+    hist: torch.Tensor  # (B, T, d) Enc of the history items
+    mask: torch.Tensor  # (B, T) True where a history item exists
+
+    def expand(self, n: int) -> UserSide:
+        """One request's user side repeated for n candidates: (1, ...) -> (n, ...)."""
+        return UserSide(*(x.expand(n, *x.shape[1:]) for x in (self.e_u, self.hist, self.mask)))
+
+
+class ItemEncoder(nn.Module):
+    """Enc(x_v^s): static item fields -> e_v (eq. 1)."""
+
+    def __init__(self, vocab: list[int], d_field: int, d: int):
+        super().__init__()
+        self.emb = nn.ModuleList(nn.Embedding(v, d_field) for v in vocab)
+        self.proj = nn.Sequential(nn.Linear(d_field * len(vocab), d), nn.ReLU(), nn.Linear(d, d))
+
+    def forward(self, fields: torch.Tensor) -> torch.Tensor:
+        """fields (..., F) ids -> (..., d)."""
+        return self.proj(torch.cat([e(fields[..., i]) for i, e in enumerate(self.emb)], -1))
+
+
+class TargetAttention(nn.Module):
+    """DIN (Zhou et al. 2018): sum of history items weighted by an MLP of [q, k, q-k, q*k]."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * d, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def forward(self, q: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q (B, d), keys (B, T, d), mask (B, T) -> pooled (B, d)."""
+        qe = q[:, None, :].expand_as(keys)
+        w = self.mlp(torch.cat([qe, keys, qe - keys, qe * keys], -1)).squeeze(-1)  # (B, T)
+        # no softmax: DIN keeps the intensity of an interest (how many related items)
+        w = torch.sigmoid(w) * mask / mask.shape[1] ** 0.5
+        return (w[..., None] * keys).sum(1)
+
+
+class CrossNet(nn.Module):
+    """DCNv2 cross layers: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
+
+    def __init__(self, d: int, n: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(d, d) for _ in range(n))
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """x0 (B, D) -> (B, D)."""
+        x = x0
+        for lin in self.layers:
+            x = x0 * lin(x) + x
+        return x
+
+
+class MoE(nn.Module):
+    """Softmax-gated mixture of MLP experts -> one logit."""
+
+    def __init__(self, d: int, n_experts: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(d, n_experts)
+        self.experts = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU()
+            )
+            for _ in range(n_experts)
+        )
+        self.out = nn.Linear(hidden // 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D) -> logits (B,)."""
+        g = self.gate(x).softmax(-1)  # (B, E)
+        h = torch.stack([e(x) for e in self.experts], 1)  # (B, E, H/2)
+        return self.out((g[..., None] * h).sum(1)).squeeze(-1)
+
+
+class DIGRanker(nn.Module):
+    """Rank path (eq. 6) and per-layer retrieval path (eq. 7) over one shared Mixer."""
+
+    def __init__(self, cfg: RankerConfig, item_fields: torch.Tensor, item_sids: torch.Tensor):
+        super().__init__()
+        self.cfg = cfg
+        d, df, L, K = cfg.d_emb, cfg.d_field, cfg.n_layers, cfg.codebook_size
+        self.register_buffer("item_fields", item_fields)  # (N+1, F) ids, row 0 = padding
+        self.register_buffer("item_sids", item_sids)  # (N+1, L) code + 1, 0 = no SID
+        self.enc = ItemEncoder([cfg.field_vocab[f] for f in cfg.item_fields], df, d)
+        self.user_emb = nn.ModuleList(nn.Embedding(cfg.field_vocab[f], df) for f in cfg.user_fields)
+        self.scene_emb = nn.Embedding(cfg.field_vocab["scene"], df)
+        d_u = df * (len(cfg.user_fields) + 1) + cfg.n_user_dense
+        self.bn_u = nn.BatchNorm1d(d_u)  # shared by both paths
+        self.bn_v, self.bn_sid = nn.BatchNorm1d(d), nn.BatchNorm1d(d)
+        nc = max(cfg.n_cross, 1)
+        self.bn_u2i, self.bn_u2t = nn.BatchNorm1d(nc), nn.BatchNorm1d(nc)
+        # SID embeddings per layer (index code + 1; 0 = item without SID): eq. 5
+        self.sid_emb = nn.ModuleList(nn.Embedding(K + 1, d) for _ in range(L))
+        self.register_buffer("codebooks", torch.zeros(L, K, d))  # c_{l,k}: EMA, addressing
+        self.mlp_u2t = nn.ModuleList(  # eq. 14, one per layer
+            nn.Sequential(nn.Linear(d_u + 2 * d, cfg.u2t_hidden), nn.ReLU(),
+                          nn.Linear(cfg.u2t_hidden, nc))
+            for _ in range(L)
+        )  # fmt: skip
+        for layer in range(L):  # bucket-mean u2t tables (Ablation 3): sorted keys -> mean c
+            self.register_buffer(f"bucket_keys_{layer}", torch.zeros(0, dtype=torch.long))
+            self.register_buffer(f"bucket_means_{layer}", torch.zeros(0, nc))
+        self.attention = TargetAttention(d)
+        d_mix = d_u + 2 * d + nc
+        self.cross = CrossNet(d_mix, cfg.cross_layers)
+        self.moe = MoE(d_mix, cfg.n_experts, cfg.expert_hidden)
+        for emb in self.sid_emb:
+            nn.init.normal_(emb.weight, std=0.05)
+
+    # ---- user side (once per request) -----------------------------------------------
+    def user_side(self, profile: torch.Tensor, scene: torch.Tensor, dense: torch.Tensor,
+                  hist: torch.Tensor) -> UserSide:  # fmt: skip
+        """profile (B, P) ids, scene (B,), dense (B, D_u), hist (B, T) item rows -> UserSide."""
+        parts = [e(profile[:, i]) for i, e in enumerate(self.user_emb)]
+        e_u = torch.cat([*parts, self.scene_emb(scene), dense], -1)  # (B, d_u)
+        keys = self.enc(self.item_fields[hist])  # (B, T, d)
+        return UserSide(self.bn_u(e_u), keys, hist > 0)
+
+    # ---- shared mixer ------------------------------------------------------------------
+    def mixer(self, user: UserSide, item: torch.Tensor, cross: torch.Tensor,
+              pooled: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """user side, item-side vector (B, d) and cross (B, D_c), both BN-ed -> logits (B,)."""
+        if pooled is None:
+            pooled = self.attention(item, user.hist, user.mask)  # DIN, query = item side
+        return self.moe(self.cross(torch.cat([user.e_u, pooled, item, cross], -1)))
+
+    def rank_logits(self, user: UserSide, rows: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: rows (B,) item rows, cross (B, D_c) c_{u,v} -> logits (B,)."""
+        e_v = self.enc(self.item_fields[rows])
+        return self.mixer(user, self.bn_v(e_v), self.bn_u2i(self._cross(cross)))
+
+    def sid_prefix(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """codes (B, L) code + 1 -> [e_sid^(1:l) (B, d) for l = 1..L] (eq. 5)."""
+        out, acc = [], 0
+        for layer, emb in enumerate(self.sid_emb):
+            acc = acc + emb(codes[:, layer])
+            out.append(acc)
+        return out
+
+    def u2t(self, user: UserSide, pooled: torch.Tensor, e_sid: torch.Tensor,
+            codes: torch.Tensor, layer: int) -> torch.Tensor:  # fmt: skip
+        """u2t^(1:l) for retrieval: MLP_u2t (eq. 14) or the bucket mean (Ablation 3).
+
+        e_u here is the user's profile and stats plus their behaviour sequence attended with
+        the token as query (DIG's x_u holds the behaviour history); all known at inference.
+        """
+        if self.cfg.u2t == "bucket_mean":
+            keys = getattr(self, f"bucket_keys_{layer}")
+            means = getattr(self, f"bucket_means_{layer}")
+            k = prefix_keys(codes, layer, self.cfg.codebook_size)
+            if len(keys) == 0:
+                return torch.zeros(len(k), means.shape[1], device=k.device)
+            at = torch.searchsorted(keys, k).clamp(max=len(keys) - 1)
+            return torch.where((keys[at] == k)[:, None], means[at], 0.0)
+        return self.mlp_u2t[layer](torch.cat([user.e_u, pooled, e_sid], -1))
+
+    def recall_logits(self, user: UserSide, codes: torch.Tensor) -> tuple[list, list]:
+        """Eq. 7 / 16: codes (B, L) -> ([logits (B,) per layer], [u2t_hat (B, D_c) per layer])."""
+        logits, u2ts = [], []
+        for layer, e_sid in enumerate(self.sid_prefix(codes)):
+            item = self.bn_sid(e_sid)
+            pooled = self.attention(item, user.hist, user.mask)
+            u2t = self.u2t(user, pooled, e_sid, codes, layer)
+            logits.append(self.mixer(user, item, self.bn_u2t(u2t), pooled))
+            u2ts.append(u2t)
+        return logits, u2ts
+
+    def _cross(self, cross: torch.Tensor) -> torch.Tensor:
+        return cross if self.cfg.n_cross else cross.new_zeros(len(cross), 1)
+
+    # ---- tokenizer side: codebooks, residuals --------------------------------------------
+    def residuals(self, e_v: torch.Tensor, codes: torch.Tensor) -> list[torch.Tensor]:
+        """r_0 .. r_{L-1} (each (B, d)) under the fixed codes: r_l = r_{l-1} - c_{l,s_l} (eq. 3)."""
+        out, r = [], e_v
+        for layer in range(self.cfg.n_layers):
+            out.append(r)
+            r = r - self.codebooks[layer][(codes[:, layer] - 1).clamp(min=0)]
+        return out
+
+    @torch.no_grad()
+    def init_codebooks(self) -> None:
+        """c_{l,k} = mean residual of the catalogue items coded k at layer l."""
+        has = (self.item_sids > 0).all(1)
+        codes = self.item_sids[has]
+        e_v = self.enc(self.item_fields[has])
+        self.codebooks.zero_()
+        for layer, r in enumerate(self.residuals(e_v, codes)):
+            self._assign_means(layer, r, codes[:, layer] - 1, decay=0.0)
+
+    @torch.no_grad()
+    def ema_update(self, residuals: list[torch.Tensor], codes: torch.Tensor) -> None:
+        """c_{l,k} <- a c_{l,k} + (1 - a) mean of the batch residuals coded k (§3.2)."""
+        ok = (codes > 0).all(1)
+        for layer, r in enumerate(residuals):
+            self._assign_means(layer, r[ok].detach(), codes[ok, layer] - 1, self.cfg.ema_decay)
+
+    def _assign_means(self, layer: int, r: torch.Tensor, k: torch.Tensor, decay: float) -> None:
+        K, d = self.codebooks.shape[1:]
+        sums = torch.zeros(K, d, device=r.device).index_add_(0, k, r)
+        counts = torch.zeros(K, device=r.device).index_add_(0, k, torch.ones_like(k, dtype=r.dtype))
+        seen = counts > 0
+        mean = sums[seen] / counts[seen, None]
+        self.codebooks[layer, seen] = decay * self.codebooks[layer, seen] + (1 - decay) * mean
+
+
+def prefix_keys(codes: torch.Tensor, layer: int, K: int) -> torch.Tensor:
+    """One int64 key per row for the SID prefix s_1..s_{layer+1} (codes are code + 1)."""
+    key = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+    for i in range(layer + 1):
+        key = key * (K + 1) + codes[:, i]
+    return key
+
+
+def group_mean(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` (B, D) over rows sharing a group id (B,), broadcast back (B, D)."""
+    _, inv = torch.unique(groups, return_inverse=True)
+    n = int(inv.max()) + 1 if len(inv) else 0
+    sums = torch.zeros(n, values.shape[1], device=values.device).index_add_(0, inv, values)
+    counts = torch.zeros(n, device=values.device).index_add_(
+        0, inv, torch.ones_like(inv, dtype=values.dtype)
+    )
+    return (sums / counts[:, None])[inv]
+
+
+@dataclass
+class LossOutput:
+    """The total of eq. 8, its five parts, and the residuals the codebook EMA step needs."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    residuals: list[torch.Tensor]
+    codes: torch.Tensor
+
+
+def dig_losses(model: DIGRanker, batch: dict[str, torch.Tensor]) -> LossOutput:
+    """The five-part loss (eq. 8-12, 15) on one batch."""
+    cfg = model.cfg
+    user = model.user_side(batch["profile"], batch["scene"], batch["user_dense"], batch["hist"])
+    y = batch["label"].float()
+    rows, codes = batch["item"], model.item_sids[batch["item"]]  # (B,), (B, L)
+    cross = model._cross(batch["cross"])
+    l_rank = F.binary_cross_entropy_with_logits(model.rank_logits(user, rows, batch["cross"]), y)
+    recall, u2t_hat = model.recall_logits(user, codes)  # eq. 10: layer-wise supervision
+    l_recall = sum(F.binary_cross_entropy_with_logits(lg, y) for lg in recall) / len(recall)
+    e_v = model.enc(model.item_fields[rows])  # r_0 = e_v
+    res = model.residuals(e_v, codes)
+    has = (codes > 0).all(1).float()[:, None]  # items with a SID
+    n, d = max(float(has.sum()), 1.0), e_v.shape[1]
+    chosen = [model.codebooks[i][(codes[:, i] - 1).clamp(min=0)] for i in range(len(res))]
+    # eq. 11: sum_l ||sg[c_{l,s_l}] - r_{l-1}||^2 (codebooks are buffers: no gradient)
+    l_commit = sum(((c - r) ** 2 * has).sum() for c, r in zip(chosen, res, strict=True)) / n / d
+    l_sem = ((e_v - sum(chosen)) ** 2 * has).sum() / n / d  # eq. 12
+    l_u2t = torch.zeros((), device=y.device)
+    if cfg.u2t == "mlp":  # eq. 13 teacher: mean c over the batch rows of (user, bucket s_l)
+        for layer, pred in enumerate(u2t_hat):
+            bucket = prefix_keys(codes, layer, cfg.codebook_size)
+            groups = batch["user_key"] * (cfg.codebook_size + 1) ** (layer + 1) + bucket
+            teacher = group_mean(cross, groups).detach()  # sg[u2t^(l)(u)]
+            l_u2t = l_u2t + ((pred - teacher) ** 2).mean() / len(u2t_hat)  # eq. 15
+    total = (l_rank + l_recall + cfg.lambda_commit * l_commit + cfg.lambda_sem * l_sem
+             + cfg.lambda_u2t * l_u2t)  # fmt: skip
+    parts = {"rank": l_rank, "recall": l_recall, "commit": l_commit, "sem": l_sem, "u2t": l_u2t}
+    return LossOutput(total, parts, res, codes)

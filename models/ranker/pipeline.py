@@ -1,0 +1,151 @@
+"""Train and evaluate the DIG ranker for one as-of day: what Dagster and the CLI call.
+
+A run folder (`<workdir>/models/ranker/day=<d>/`, ablations in subfolders):
+- `samples.parquet`: the point-in-time sample table (train rows and day d's held-out rows);
+- `ranker.safetensors` + `config.json`: weights and what rebuilds and feeds the network
+  (serving loads exactly these two files); `loss.png`, `train.json`.
+The evaluation (`models/ranker_eval/day=<d>/`): `metrics.json` (the ranker gate reads it),
+`roc.png`, and `ablations.json` when the ablations ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.data import FeatureSpace
+from models.ranker.data import (
+    ITEM_FIELDS,
+    USER_FIELDS,
+    RankerEncoding,
+    encode_frame,
+    item_tables,
+)
+from models.ranker.model import DIGRanker, RankerConfig
+from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_report
+from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
+from sidflow.config import Params, RankerParams
+
+WEIGHTS, CONFIG, SAMPLES = "ranker.safetensors", "config.json", "samples.parquet"
+
+
+def warehouse_events(warehouse, day: dt.date, train_days: int) -> tuple[pd.DataFrame, ...]:  # noqa: ANN001
+    """Events the samples need (the window's exposures, every engagement up to d), items, users."""
+    first = day - dt.timedelta(days=train_days)
+    events = warehouse.query(
+        "SELECT event_id, ts, user_id, item_id, request_id, scene, event_type, position, price "
+        "FROM events WHERE day <= ? AND (day >= ? OR event_type <> 'exposure')",
+        [day, first],
+    )
+    items = warehouse.query("SELECT * FROM items WHERE first_seen <= ?", [day])
+    users = warehouse.query("SELECT * FROM users")
+    return events, items, users
+
+
+def build_model(rp: RankerParams, enc: RankerEncoding, item_fields: torch.Tensor,
+                item_sids: torch.Tensor, codebook_size: int) -> DIGRanker:  # fmt: skip
+    """A fresh DIG ranker sized for the encoding and the SID table."""
+    cfg = RankerConfig(
+        field_vocab=enc.field_sizes(), item_fields=ITEM_FIELDS, user_fields=USER_FIELDS,
+        n_user_dense=len(enc.user_cols), n_cross=len(enc.cross_cols),
+        n_layers=item_sids.shape[1], codebook_size=codebook_size, d_emb=rp.d_emb,
+        d_field=rp.d_field, cross_layers=rp.cross_layers, n_experts=rp.n_experts,
+        expert_hidden=rp.expert_hidden, u2t_hidden=rp.u2t_hidden, u2t=rp.u2t,
+        lambda_commit=rp.lambda_commit, lambda_sem=rp.lambda_sem, lambda_u2t=rp.lambda_u2t,
+        ema_decay=rp.ema_decay,
+    )  # fmt: skip
+    return DIGRanker(cfg, item_fields, item_sids)
+
+
+def save_ranker(model: DIGRanker, enc: RankerEncoding, history_len: int, out: Path,
+                extra: dict | None = None) -> Path:  # fmt: skip
+    """Weights (safetensors) and config.json (network config, encoding, history length)."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS))
+    cfg = {"model": json.loads(model.cfg.to_json()), "encoding": json.loads(enc.to_json()),
+           "history_len": history_len, **(extra or {})}  # fmt: skip
+    (out / CONFIG).write_text(json.dumps(cfg))
+    return out
+
+
+def load_ranker(folder: Path) -> tuple[DIGRanker, RankerEncoding, dict]:
+    """Inverse of `save_ranker`: (model in eval mode, encoding, raw config)."""
+    raw = json.loads((Path(folder) / CONFIG).read_text())
+    state = load_file(str(Path(folder) / WEIGHTS))
+    model = DIGRanker(RankerConfig(**raw["model"]), state["item_fields"], state["item_sids"])
+    for name, tensor in state.items():  # variable-size buffers (bucket-mean tables)
+        if name.startswith("bucket_"):
+            setattr(model, name, tensor)
+    model.load_state_dict(state)
+    return model.eval(), RankerEncoding.from_dict(raw["encoding"]), raw
+
+
+def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
+              sid_frame: pd.DataFrame, codebook_size: int, day: dt.date, out: Path,
+              rp: RankerParams | None = None, samples: pd.DataFrame | None = None,
+              progress: bool = True) -> dict:  # fmt: skip
+    """Build the samples (unless given), train on the days before d, save the run folder."""
+    t0 = time.perf_counter()
+    rp = rp or params.ranker
+    out.mkdir(parents=True, exist_ok=True)
+    if samples is None:
+        samples = build_ranker_samples(params, events, items, day)
+        samples.to_parquet(out / SAMPLES, index=False)
+    t_samples = time.perf_counter() - t0
+    space = FeatureSpace.build(items, users, params.data.scenes)
+    enc = RankerEncoding.fit(samples, space, FeatureGroups.from_params(params), rp.use_u2i)
+    fields, sids = item_tables(space, sid_frame)
+    torch.manual_seed(rp.seed)
+    model = build_model(rp, enc, fields, sids, codebook_size)
+    train_rows = samples[~samples["eval"]].reset_index(drop=True)
+    data = encode_frame(train_rows, enc, users, rp.history_len)
+    result = train_ranker(model, data, rp, progress=progress)
+    save_ranker(model, enc, rp.history_len, out, {"day": day.isoformat()})
+    plot_loss_parts(result, out / "loss.png", f"ranker loss parts (eq. 8), as of {day}")
+    info = {
+        "day": day.isoformat(),
+        "samples": sample_report(samples),
+        "cross_features": len(enc.cross_cols),
+        "user_features": len(enc.user_cols),
+        "use_u2i": rp.use_u2i,
+        "u2t": rp.u2t,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": result.steps,
+        "sample_seconds": round(t_samples, 2),
+        "train_seconds": round(result.seconds, 2),
+        "first_loss": result.curve[0] if result.curve else None,
+        "final_loss": result.curve[-1] if result.curve else None,
+        "curve": result.curve,
+    }
+    (out / "train.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> dict:
+    """Score day d's held-out exposures: metrics.json (+ roc.png) in `out` (default: run)."""
+    out = out or run
+    out.mkdir(parents=True, exist_ok=True)
+    model, enc, raw = load_ranker(run)
+    samples = pd.read_parquet(
+        run.parent / SAMPLES if not (run / SAMPLES).exists() else run / SAMPLES
+    )
+    held = samples[samples["eval"]].reset_index(drop=True)
+    if held.empty:
+        raise ValueError(f"{run}: the sample table has no held-out rows")
+    data = encode_frame(held, enc, users, raw["history_len"])
+    t0 = time.perf_counter()
+    scores = predict(model, data)
+    y = held["click"].to_numpy()
+    metrics = ranker_metrics(y, scores, held["user_id"].to_numpy(), held["purchase"].to_numpy() > 0)
+    metrics["predict_seconds"] = round(time.perf_counter() - t0, 3)
+    metrics["negatives"] = sample_report(held)["negatives"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_roc(y, scores, out / "roc.png", f"ranker ROC, day {raw.get('day')}")
+    return metrics

@@ -1,0 +1,78 @@
+"""The ranker as serving uses it: user side once per request, then every candidate (MaRI).
+
+`serving.recommender.Recommender` loads a bundle's `ranker/` folder with `LoadedRanker.load`,
+calls `user_side(user_id, history, scene)` once per request (profile embeddings, the history
+items through Enc: the expensive part) and `score(user, item_ids, features)` with the Feast
+online features of the candidates (the columns `training_frame` gives offline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.ranker.data import USER_FIELDS
+from models.ranker.model import DIGRanker, UserSide
+from models.ranker.pipeline import load_ranker
+
+
+@dataclass
+class RequestUser:
+    """What `user_side` computed for one request (ids kept for the dense part)."""
+
+    profile: torch.Tensor  # (1, P)
+    scene: torch.Tensor  # (1,)
+    hist: torch.Tensor  # (1, T)
+    keys: torch.Tensor  # (1, T, d) Enc of the history
+    mask: torch.Tensor  # (1, T)
+
+
+class LoadedRanker:
+    """A trained DIG ranker with its encoding, ready to score candidates."""
+
+    def __init__(self, model: DIGRanker, encoding, raw: dict, profiles: pd.DataFrame | None = None):  # noqa: ANN001
+        self.model = model.eval()
+        self.enc = encoding
+        self.history_len = int(raw["history_len"])
+        self.profiles = profiles
+
+    @classmethod
+    def load(cls, folder: Path | str) -> LoadedRanker:
+        """Load `ranker.safetensors` + `config.json` (and the bundle's users.parquet if beside)."""
+        model, enc, raw = load_ranker(Path(folder))
+        users = Path(folder).parent / "users.parquet"
+        profiles = None
+        if users.exists():
+            profiles = pd.read_parquet(users).drop_duplicates("user_id").set_index("user_id")
+        return cls(model, enc, raw, profiles)
+
+    @torch.no_grad()
+    def user_side(self, user_id: str, history: list[str], scene: str) -> RequestUser:
+        """The request's user-side inputs and history encodings, computed once."""
+        profile = torch.from_numpy(self.enc.profile([user_id], self.profiles))
+        hist = torch.from_numpy(self.enc.history_rows([history], self.history_len))
+        keys = self.model.enc(self.model.item_fields[hist])  # (1, T, d)
+        scene_id = torch.from_numpy(self.enc.scene_ids([scene]))
+        return RequestUser(profile, scene_id, hist, keys, hist > 0)
+
+    @torch.no_grad()
+    def score(self, user: RequestUser, item_ids: list[str], features: pd.DataFrame) -> np.ndarray:
+        """Click probability of every candidate (rank path, eq. 17); features row i = item i."""
+        n = len(item_ids)
+        if len(features) != n:
+            raise ValueError(f"score: {len(features)} feature rows for {n} candidates")
+        m = self.model
+        dense = torch.from_numpy(self.enc.dense(features.iloc[:1], self.enc.user_cols))
+        parts = [e(user.profile[:, i]) for i, e in enumerate(m.user_emb)]
+        e_u = m.bn_u(torch.cat([*parts, m.scene_emb(user.scene), dense], -1))  # (1, d_u)
+        side = UserSide(e_u, user.keys, user.mask).expand(n)
+        rows = torch.from_numpy(self.enc.ids("item_id", item_ids))
+        cross = torch.from_numpy(self.enc.dense(features, self.enc.cross_cols))
+        return torch.sigmoid(m.rank_logits(side, rows, cross)).numpy()
+
+
+__all__ = ["LoadedRanker", "RequestUser", "USER_FIELDS"]

@@ -1,0 +1,137 @@
+"""Stage `ranker` and alignment: the DIG ranker and the RFT + DPO aligned retriever.
+
+feast_registry[d] + sid_table[d] -> ranker_model[d] -> ranker_eval[d]   (ranker gate)
+retriever_eval[d] -> aligned_retriever[d]   (served instead of the plain retriever only if
+                                            HR@50 on all samples drops by <= max_hr_drop)
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from orchestration.assets.retriever import _png_md, metrics_markdown
+from orchestration.resources import SidflowResource, WarehouseResource
+
+OWNER = "team:ml"
+
+
+def _day(context: dg.AssetExecutionContext) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """ranker_model, ranker_eval and aligned_retriever over `partitions`."""
+
+    @dg.asset(
+        group_name="train",
+        partitions_def=partitions,
+        deps=["sid_table", "feast_registry", "warehouse_events"],
+        kinds={"pytorch", "feast", "safetensors"},
+        owners=[OWNER],
+        description=(
+            "DIG ranker (DIN target attention, DCNv2, MoE) on point-in-time exposure samples "
+            "with u2i cross features from Feast; its SID-embedding path with MLP_u2t doubles as "
+            "a retriever (five-part loss, dig eq. 8-15). Day d's exposures are held out."
+        ),
+    )
+    def ranker_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
+                     warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+        from models.ranker.pipeline import train_run, warehouse_events
+        from models.tokenizer.table import load_sid_table
+
+        day, params = _day(context), sidflow.params
+        sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
+        events, items, users = warehouse_events(warehouse.warehouse, day, params.ranker.train_days)
+        out = sidflow.paths.ranker_dir(day)
+        info = train_run(params, events, items, users, sid.frame, sid.K, day, out, progress=False)
+        s = info["samples"]
+        final = info["final_loss"] or {}
+        return dg.MaterializeResult(
+            metadata={
+                "train_rows": s["train_rows"],
+                "eval_rows": s["eval_rows"],
+                "click_rate": s["click_rate"],
+                "negatives": s["negatives"],
+                "cross_features": info["cross_features"],
+                "parameters": info["parameters"],
+                "steps": info["steps"],
+                "train_seconds": info["train_seconds"],
+                **{f"final_loss_{k}": float(v) for k, v in final.items() if k != "step"},
+                "samples": dg.MetadataValue.path(str(out / "samples.parquet")),
+                "model": dg.MetadataValue.path(str(out / "ranker.safetensors")),
+                "loss_curve": _png_md(out / "loss.png", "loss parts (eq. 8)"),
+                "preview": dg.MetadataValue.md(metrics_markdown(s)),
+            }
+        )
+
+    @dg.asset(
+        group_name="evaluate",
+        partitions_def=partitions,
+        deps=[ranker_model],
+        kinds={"pytorch", "json"},
+        owners=[OWNER],
+        description=(
+            "Ranker on day d's held-out exposures: rank AUC, retrieval-path AUC per SID layer, "
+            "their gap (DIG Table 4) and grouped AUC per user; ROC curves."
+        ),
+    )
+    def ranker_eval(context: dg.AssetExecutionContext, sidflow: SidflowResource,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+        from models.ranker.pipeline import evaluate_run
+
+        day = _day(context)
+        users = warehouse.warehouse.query("SELECT * FROM users")
+        out = sidflow.paths.ranker_eval_dir(day)
+        metrics = evaluate_run(sidflow.paths.ranker_dir(day), users, out)
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        return dg.MaterializeResult(
+            metadata={
+                **numbers,
+                "metrics_json": dg.MetadataValue.path(str(out / "metrics.json")),
+                "roc": _png_md(out / "roc.png", "ROC: rank path and retrieval path per layer"),
+                "preview": dg.MetadataValue.md(metrics_markdown(metrics)),
+            }
+        )
+
+    @dg.asset(
+        group_name="train",
+        partitions_def=partitions,
+        deps=["retriever_eval"],
+        kinds={"pytorch", "safetensors"},
+        owners=[OWNER],
+        description=(
+            "The day's retriever aligned with RFT (GMV + engagement reward) and DPO (pairs from "
+            "the same request, layer-wise stop-gradient), unirec §3.6; HR@K before and after."
+        ),
+    )
+    def aligned_retriever(context: dg.AssetExecutionContext, sidflow: SidflowResource,
+                          warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+        from models.alignment.run import align_run
+        from models.ranker.pipeline import warehouse_events
+
+        day, params = _day(context), sidflow.params
+        events, items, users = warehouse_events(
+            warehouse.warehouse, day, params.alignment.train_days
+        )
+        out = sidflow.paths.aligned_retriever_dir(day)
+        m = align_run(params, events, items, users, day, sidflow.paths.retriever_dir(day), out,
+                      progress=False)  # fmt: skip
+        table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(
+            f"| {k} | {m['before'][k] or 0:.4f} | {m['after'][k]:.4f} |" for k in m["after"]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "accepted": m["accepted"],
+                "hr50_drop": float(m["hr50_drop"]),
+                **{f"after_{k.replace('@', '_at_')}": float(v) for k, v in m["after"].items()},
+                "rft_samples": m["rft_samples"],
+                "dpo_pairs": m["dpo_pairs"],
+                "train_seconds": m["train_seconds"],
+                "metrics_json": dg.MetadataValue.path(str(out / "metrics.json")),
+                "before_after": _png_md(out / "alignment.png", "HR@K before / after alignment"),
+                "preview": dg.MetadataValue.md(table + "\n\n" + json.dumps(m["settings"])),
+            }
+        )
+
+    return [ranker_model, ranker_eval, aligned_retriever]

@@ -1,0 +1,118 @@
+"""Screenshots of the reports people look at: the Dagster UI and the Data Docs site.
+
+Starts `dagster-webserver` for this project's definitions on a free loopback port, waits
+until it answers, and has Debian's headless `chromium` render the asset lineage page, the
+runs page and the Great Expectations Data Docs index to PNGs under
+`<workdir>/reports/screenshots/`. `sidflow screenshots` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from sidflow.config import PROJECT_ROOT, Params
+from sidflow.dagster_home import ensure_dagster_home
+from sidflow.workdir import Workdir
+
+PAGES = {"dagster_assets": "/asset-groups", "dagster_runs": "/runs"}
+
+
+def chromium_binary() -> str:
+    """Path of the chromium executable, or a clear error saying how to install it."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise FileNotFoundError("no chromium on PATH: install Debian's `apt-get install -y chromium`")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 900),
+               budget_ms: int = 15000) -> Path:  # fmt: skip
+    """Render `url` in headless chromium and save a PNG at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size={size[0]},{size[1]}",
+           f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if not path.exists():
+        raise RuntimeError(f"chromium wrote no screenshot of {url}: {done.stderr[-1500:]}")
+    return path
+
+
+def start_webserver(params: Params, port: int, log_path: Path) -> subprocess.Popen:
+    """`dagster-webserver` on the project's definitions and DAGSTER_HOME (own process group)."""
+    home = ensure_dagster_home(Workdir(params.workdir).dagster_home)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SIDFLOW_WORKDIR": str(params.workdir),
+           "DAGSTER_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    if params.source_path:
+        env["SIDFLOW_PARAMS"] = str(params.source_path)
+    exe = Path(sys.executable).with_name("dagster-webserver")
+    cmd = [str(exe), "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> int:
+    """Poll `url` until it answers 200; returns the status (raises if the server died)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dagster-webserver exited with {proc.returncode}")
+        try:
+            r = httpx.get(url, timeout=5)
+            if r.status_code == 200:
+                return r.status_code
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+def take_screenshots(params: Params) -> dict[str, Path]:
+    """PNGs of the Dagster UI pages and the Data Docs index; returns name -> path."""
+    wd = Workdir(params.workdir)
+    out = wd.reports / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    shots: dict[str, Path] = {}
+    docs = wd.data_docs_index
+    if not docs.exists():
+        raise FileNotFoundError(f"{docs}: no Data Docs yet; run `sidflow run` first")
+    shots["data_docs"] = screenshot(docs.resolve().as_uri(), out / "data_docs.png")
+    # The index builds its result table with JavaScript from a CDN (absent offline); the
+    # validation pages are rendered HTML, so the newest one is captured as well.
+    pages = sorted((docs.parent / "validations").rglob("*.html"), key=lambda f: f.stat().st_mtime)
+    if pages:
+        shots["data_docs_validation"] = screenshot(
+            pages[-1].resolve().as_uri(), out / "data_docs_validation.png"
+        )
+    port = free_port()
+    proc = start_webserver(params, port, out / "dagster-webserver.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/server_info", proc)
+        for name, page in PAGES.items():
+            shots[name] = screenshot(base + page, out / f"{name}.png")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return shots
