@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run serve test lint ui clean
+.PHONY: install run serve bento test lint ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: install
 
 serve: install
 	$(BIN)/sidflow serve
+
+# the promoted bundle as a Bento (offline build), in .sidflow/bentoml/bentos
+bento: install
+	$(BIN)/sidflow build-bento
 
 lint: install
 	$(BIN)/ruff check .

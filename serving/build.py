@@ -1,9 +1,13 @@
-"""Build the Bento (code + the bundle model) offline from `bentofile.yaml`.
+"""Build the Bento (code + one bundle) offline from `bentofile.yaml`; export it as an archive.
 
-`bentoml build` reads models from the BentoML home's model store; sidflow keeps its store in
-the working folder (`<workdir>/bentoml/models`), so the build runs in a subprocess with
-BENTOML_HOME pointing there and the bundle's tag added to the bentofile's `models`. The
-Bento lands in `<workdir>/bentoml/bentos/sidflow/<version>/` (version = the bundle's).
+sidflow keeps its BentoML stores in the working folder (`<workdir>/bentoml/models`, see
+serving/bundle.py, and `<workdir>/bentoml/bentos`), not in ~/bentoml. BentoML reads
+BENTOML_HOME once, when it is first imported, so the build and the export run in a
+subprocess with BENTOML_HOME pointing at the working folder (and telemetry off). The
+bentofile's `models` entry is pinned to the bundle's tag in a staged copy, so the Bento
+carries exactly that bundle; the Bento's version is the bundle's (`sidflow:<version>`).
+`lock_packages: false` and UV_OFFLINE keep the build off the network (no package index).
+A build takes ~5 s on the tiny world (2 cores), so `bento_bundle` builds one per bundle.
 """
 
 from __future__ import annotations
@@ -19,33 +23,95 @@ import yaml
 from sidflow.config import PROJECT_ROOT
 
 BENTOFILE = PROJECT_ROOT / "bentofile.yaml"
+BENTO_NAME = "sidflow"
+
+# Runs in the subprocess: argv = bentofile, build context, version. A Bento of the same
+# version is replaced (the code may have changed since), so rebuilding is safe.
 _BUILD = """
-import json, sys, bentoml
+import json, sys
+import sidflow  # telemetry off
+import bentoml
+tag = f"{sys.argv[4]}:{sys.argv[3]}"
+try:
+    bentoml.bentos.delete(tag)
+except bentoml.exceptions.NotFound:
+    pass
 bento = bentoml.bentos.build_bentofile(sys.argv[1], build_ctx=sys.argv[2], version=sys.argv[3])
-print(json.dumps({"tag": str(bento.tag), "path": bento.path}))
+print(json.dumps({"tag": str(bento.tag), "path": str(bento.path)}))
+"""
+_EXPORT = """
+import sys
+import sidflow  # telemetry off
+import bentoml
+print(bentoml.bentos.export_bento(sys.argv[1], sys.argv[2]))
 """
 
 
-def build_bento(workdir: Path, model_tag: str, timeout_s: float = 300.0) -> dict:
-    """Build the Bento for `model_tag`; returns {"tag", "path"} (idempotent per version)."""
+def _env(workdir: Path) -> dict[str, str]:
     home = Path(workdir).resolve() / "bentoml"
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-           "UV_OFFLINE": "1"}  # fmt: skip
-    version = model_tag.split(":", 1)[1]
-    existing = home / "bentos" / "sidflow" / version
-    if (existing / "bento.yaml").exists():
-        return {"tag": f"sidflow:{version}", "path": str(existing)}
-    cfg = yaml.safe_load(BENTOFILE.read_text())
-    cfg["models"] = [model_tag]  # the bundle goes into the Bento
-    bentofile = home / "staging" / f"bentofile-{version}.yaml"
-    bentofile.parent.mkdir(parents=True, exist_ok=True)
-    bentofile.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-c", _BUILD, str(bentofile), str(PROJECT_ROOT), version]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
-                          cwd=PROJECT_ROOT)  # fmt: skip
+    return {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
+            "SIDFLOW_WORKDIR": str(Path(workdir).resolve()), "UV_OFFLINE": "1",
+            "PIP_NO_INDEX": "1"}  # fmt: skip
+
+
+def _run(script: str, args: list[str], workdir: Path, what: str, timeout_s: float) -> str:
+    cmd = [sys.executable, "-c", script, *args]
+    done = subprocess.run(cmd, env=_env(workdir), capture_output=True, text=True,
+                          timeout=timeout_s, cwd=PROJECT_ROOT)  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"bentoml build of {model_tag} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{what} failed (BENTOML_HOME={_env(workdir)['BENTOML_HOME']}):\n"
+                           f"{done.stderr[-3000:]}")  # fmt: skip
+    return done.stdout.strip().splitlines()[-1]
+
+
+def bento_store(workdir: Path):  # noqa: ANN201 - bentoml's BentoStore
+    """The Bento store under the working folder (`<workdir>/bentoml/bentos`)."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    from bentoml._internal.bento import BentoStore
+
+    path = Path(workdir) / "bentoml" / "bentos"
+    path.mkdir(parents=True, exist_ok=True)
+    return BentoStore(path)
+
+
+def build_bento(workdir: Path, model_tag: str, timeout_s: float = 300.0) -> dict[str, str]:
+    """Build `sidflow:<version>` from bentofile.yaml with the bundle `model_tag` as its model.
+
+    Returns {"tag": "sidflow:<version>", "path": <Bento folder>}. Raises ValueError when the
+    bundle is not in the working folder's model store, RuntimeError when the build fails.
+    """
+    import bentoml
+
+    from serving.bundle import model_store
+
+    try:
+        model_store(workdir).get(model_tag)
+    except bentoml.exceptions.NotFound:
+        raise ValueError(f"bundle {model_tag!r} is not in the model store "
+                         f"{Path(workdir) / 'bentoml' / 'models'}") from None  # fmt: skip
+    version = model_tag.split(":", 1)[1]
+    cfg = yaml.safe_load(BENTOFILE.read_text())
+    cfg["models"] = [model_tag]  # this bundle, not `:latest`
+    staged = Path(workdir) / "bentoml" / "staging" / f"bentofile-{version}.yaml"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    try:
+        out = _run(_BUILD, [str(staged), str(PROJECT_ROOT), version, BENTO_NAME], workdir,
+                   f"bentoml build of {model_tag}", timeout_s)  # fmt: skip
+    finally:
+        staged.unlink(missing_ok=True)
+    return json.loads(out)
+
+
+def export_bento(workdir: Path, bento_tag: str, out: Path, timeout_s: float = 300.0) -> Path:
+    """Write the Bento with its model(s) to one archive (`bentoml export`); returns its path.
+
+    The archive is what another machine imports (`bentoml import`) to serve offline.
+    """
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(_run(_EXPORT, [bento_tag, str(out)], workdir, f"export of {bento_tag}",
+                     timeout_s))  # fmt: skip
 
 
 def bento_manifest(path: Path) -> dict:

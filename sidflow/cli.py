@@ -217,8 +217,13 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
     """Screenshots of the Dagster UI and the Data Docs index (headless chromium)."""
     from sidflow.screenshots import take_screenshots
 
-    for name, path in take_screenshots(_load(args)).items():
-        print(f"  {name:<16} {path}")
+    try:
+        shots = take_screenshots(_load(args))
+    except (FileNotFoundError, RuntimeError, TimeoutError) as e:
+        print(f"sidflow screenshots: {e}", file=sys.stderr)
+        return 2
+    for name, path in shots.items():
+        print(f"  {name:<20} {path}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`sidflow simulate | serve | promote | rollback | registry`: the lifecycle commands."""
+"""`sidflow simulate | serve | build-bento | promote | rollback | registry`: lifecycle commands."""
 
 from __future__ import annotations
 
@@ -66,6 +66,23 @@ def cmd_promote(args: argparse.Namespace, load: Loader) -> int:
     return 0
 
 
+def cmd_build_bento(args: argparse.Namespace, load: Loader) -> int:
+    """Build the Bento of the promoted bundle (or --tag), optionally export it to an archive."""
+    from serving.build import build_bento, export_bento
+
+    params = load(args)
+    root = Workdir(params.workdir).root
+    tag = args.tag or (_registry(params).current().get("promoted") or {}).get("tag")
+    if not tag:
+        print("no bundle is promoted yet: run the daily pipeline (`sidflow run`) or pass --tag")
+        return 1
+    bento = build_bento(root, tag)
+    print(f"built {bento['tag']} with {tag} at {bento['path']}")
+    if args.export:
+        print(f"exported to {export_bento(root, bento['tag'], args.export)}")
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace, load: Loader) -> int:
     """Serve the previously promoted version again."""
     _show(_registry(load(args)).rollback())
@@ -97,6 +114,10 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, load: Loader) -> Non
     s.set_defaults(func=lambda a: cmd_promote(a, load))
     s = sub.add_parser("rollback", help="serve the previously promoted version again")
     s.set_defaults(func=lambda a: cmd_rollback(a, load))
+    s = sub.add_parser("build-bento", help="bentoml build the promoted bundle (offline)")
+    s.add_argument("--tag", help="a bundle tag (default: the promoted one)")
+    s.add_argument("--export", help="also write the Bento and its model to this .bento file")
+    s.set_defaults(func=lambda a: cmd_build_bento(a, load))
     s = sub.add_parser("registry", help="what the A/B buckets serve")
     s.add_argument("--history", action="store_true")
     s.set_defaults(func=lambda a: cmd_registry(a, load))

@@ -216,7 +216,7 @@ class RankerParams(Strict):
     expert_hidden: int = Field(128, ge=8)
     u2t_hidden: int = Field(64, ge=8)  # MLP_u2t per layer (eq. 14)
     use_u2i: bool = True  # ablation: false drops the u2i cross features (DIG Ablation 2)
-    u2t: Literal["mlp", "bucket_mean"] = "mlp"  # bucket_mean: DIG Ablation 3
+    u2t: Literal["mlp", "bucket_mean", "mlp_on_bucket_mean"] = "mlp"  # bucket_mean: Ablation 3
     lambda_commit: float = Field(0.25, ge=0)  # eq. 8
     lambda_sem: float = Field(0.1, ge=0)
     lambda_u2t: float = Field(1.0, ge=0)

@@ -8,6 +8,7 @@ runs page and the Great Expectations Data Docs index to PNGs under
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,8 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
+import yaml
 
 from sidflow.config import PROJECT_ROOT, Params
 from sidflow.dagster_home import ensure_dagster_home
@@ -55,16 +58,18 @@ def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 900),
     return path
 
 
-def start_webserver(params: Params, port: int, log_path: Path) -> subprocess.Popen:
+def start_webserver(params: Params, port: int, log: IO[str]) -> subprocess.Popen:
     """`dagster-webserver` on the project's definitions and DAGSTER_HOME (own process group)."""
-    home = ensure_dagster_home(Workdir(params.workdir).dagster_home)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SIDFLOW_WORKDIR": str(params.workdir),
-           "DAGSTER_DISABLE_TELEMETRY": "1"}  # fmt: skip
-    if params.source_path:
-        env["SIDFLOW_PARAMS"] = str(params.source_path)
+    wd = Workdir(Path(params.workdir).resolve())
+    home = ensure_dagster_home(wd.dagster_home)
+    # The resolved settings (overrides included, e.g. `--set world.size=tiny`) go to a file the
+    # webserver's code server loads, so the UI shows the same definitions the runs used.
+    settings = wd.reports / "screenshots" / "params.resolved.yaml"
+    settings.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SIDFLOW_WORKDIR": str(wd.root),
+           "SIDFLOW_PARAMS": str(settings), "DAGSTER_DISABLE_TELEMETRY": "1"}  # fmt: skip
     exe = Path(sys.executable).with_name("dagster-webserver")
     cmd = [str(exe), "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
-    log = open(log_path, "w")  # noqa: SIM115 - the child keeps it
     return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
 
@@ -85,34 +90,74 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) ->
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def stop_webserver(proc: subprocess.Popen) -> None:
+    """Terminate the webserver's whole process group (it forks a code server), then reap it."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # the group is already gone
+        try:
+            proc.wait(wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def loaded_asset_keys(base: str) -> list[str]:
+    """Asset keys the webserver's GraphQL API reports: proof it loaded the project's code."""
+    query = "query { assetNodes { assetKey { path } } }"
+    r = httpx.post(f"{base}/graphql", json={"query": query}, timeout=60)
+    r.raise_for_status()
+    body = r.json()
+    if "errors" in body:
+        raise RuntimeError(f"dagster GraphQL error: {body['errors']}")
+    return sorted("/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"])
+
+
 def take_screenshots(params: Params) -> dict[str, Path]:
-    """PNGs of the Dagster UI pages and the Data Docs index; returns name -> path."""
+    """PNGs of the Dagster UI pages and the Data Docs index; returns name -> path.
+
+    `screenshots.json` beside the PNGs records, per page, its URL and the HTTP status it was
+    served with just before the screenshot, plus the number of assets the webserver loaded.
+    """
     wd = Workdir(params.workdir)
     out = wd.reports / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     shots: dict[str, Path] = {}
+    manifest: dict[str, dict] = {}
     docs = wd.data_docs_index
     if not docs.exists():
         raise FileNotFoundError(f"{docs}: no Data Docs yet; run `sidflow run` first")
+    chromium_binary()  # fail early, before starting the webserver, if it is missing
     shots["data_docs"] = screenshot(docs.resolve().as_uri(), out / "data_docs.png")
+    manifest["data_docs"] = {"url": docs.resolve().as_uri()}
     # The index builds its result table with JavaScript from a CDN (absent offline); the
     # validation pages are rendered HTML, so the newest one is captured as well.
     pages = sorted((docs.parent / "validations").rglob("*.html"), key=lambda f: f.stat().st_mtime)
     if pages:
-        shots["data_docs_validation"] = screenshot(
-            pages[-1].resolve().as_uri(), out / "data_docs_validation.png"
-        )
+        url = pages[-1].resolve().as_uri()
+        shots["data_docs_validation"] = screenshot(url, out / "data_docs_validation.png")
+        manifest["data_docs_validation"] = {"url": url}
     port = free_port()
-    proc = start_webserver(params, port, out / "dagster-webserver.log")
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{base}/server_info", proc)
-        for name, page in PAGES.items():
-            shots[name] = screenshot(base + page, out / f"{name}.png")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    base = f"http://127.0.0.1:{port}"
+    with open(out / "dagster-webserver.log", "w") as log:
+        proc = start_webserver(params, port, log)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            wait_until_up(f"{base}/server_info", proc)
+            assets = loaded_asset_keys(base)
+            if not assets:
+                raise RuntimeError(f"dagster-webserver on {base} loaded no assets; see {log.name}")
+            for name, page in PAGES.items():
+                r = httpx.get(base + page, timeout=30)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{base + page} answered HTTP {r.status_code}")
+                shots[name] = screenshot(base + page, out / f"{name}.png")
+                manifest[name] = {"url": base + page, "http_status": r.status_code,
+                                  "assets_loaded": len(assets)}  # fmt: skip
+        finally:
+            stop_webserver(proc)
+    for name, path in shots.items():
+        manifest[name]["png"] = str(path)
+    (out / "screenshots.json").write_text(json.dumps(manifest, indent=2))
     return shots

@@ -93,7 +93,10 @@ def test_recommendations_come_from_the_catalogue(served):
 def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
     from serving.build import bento_manifest
 
-    _, params = served
+    url, params = served
+    stages = {_post(url, {"user_id": f"u{i:07d}", "scene": "feed", "k": 5}).json()["stage"]
+              for i in range(20)}  # fmt: skip
+    assert "ranker" in stages  # known users: beam search, then the ranker on online features
     wd = Workdir(params.workdir)
     [report] = sorted((wd.reports / "bundles").glob("day=*.json"))
     bundle = json.loads(report.read_text())

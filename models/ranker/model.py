@@ -42,7 +42,7 @@ class RankerConfig:
     n_experts: int = 4
     expert_hidden: int = 128
     u2t_hidden: int = 64
-    u2t: str = "mlp"  # mlp | bucket_mean
+    u2t: str = "mlp"  # mlp | bucket_mean | mlp_on_bucket_mean
     lambda_commit: float = 0.25  # eq. 8: lambda_1, lambda_2, lambda_3
     lambda_sem: float = 0.1
     lambda_u2t: float = 1.0
@@ -198,20 +198,33 @@ class DIGRanker(nn.Module):
 
     def u2t(self, user: UserSide, pooled: torch.Tensor, e_sid: torch.Tensor,
             codes: torch.Tensor, layer: int) -> torch.Tensor:  # fmt: skip
-        """u2t^(1:l) for retrieval: MLP_u2t (eq. 14) or the bucket mean (Ablation 3).
+        """u2t^(1:l) for retrieval, by `cfg.u2t`:
 
+        - `mlp`: MLP_u2t([e_u; e_sid^(1:l)]) (eq. 14);
+        - `bucket_mean`: the training-set mean of c in the SID bucket (DIG Ablation 3);
+        - `mlp_on_bucket_mean`: that statistic plus MLP_u2t's user-conditioned correction
+          (the statistic carries the token's level, the MLP the personalisation).
         e_u here is the user's profile and stats plus their behaviour sequence attended with
         the token as query (DIG's x_u holds the behaviour history); all known at inference.
         """
-        if self.cfg.u2t == "bucket_mean":
-            keys = getattr(self, f"bucket_keys_{layer}")
-            means = getattr(self, f"bucket_means_{layer}")
-            k = prefix_keys(codes, layer, self.cfg.codebook_size)
-            if len(keys) == 0:
-                return torch.zeros(len(k), means.shape[1], device=k.device)
-            at = torch.searchsorted(keys, k).clamp(max=len(keys) - 1)
-            return torch.where((keys[at] == k)[:, None], means[at], 0.0)
-        return self.mlp_u2t[layer](torch.cat([user.e_u, pooled, e_sid], -1))
+        mode = self.cfg.u2t
+        mlp = None
+        if mode in ("mlp", "mlp_on_bucket_mean"):
+            mlp = self.mlp_u2t[layer](torch.cat([user.e_u, pooled, e_sid], -1))
+            if mode == "mlp":
+                return mlp
+        base = self.bucket_mean(codes, layer)
+        return base if mlp is None else base + mlp
+
+    def bucket_mean(self, codes: torch.Tensor, layer: int) -> torch.Tensor:
+        """Training-set mean of c over the rows whose SID prefix (layer `layer`) is `codes`'."""
+        keys = getattr(self, f"bucket_keys_{layer}")
+        means = getattr(self, f"bucket_means_{layer}")
+        k = prefix_keys(codes, layer, self.cfg.codebook_size)
+        if len(keys) == 0:
+            return torch.zeros(len(k), means.shape[1], device=k.device)
+        at = torch.searchsorted(keys, k).clamp(max=len(keys) - 1)
+        return torch.where((keys[at] == k)[:, None], means[at], 0.0)
 
     def recall_logits(self, user: UserSide, codes: torch.Tensor) -> tuple[list, list]:
         """Eq. 7 / 16: codes (B, L) -> ([logits (B,) per layer], [u2t_hat (B, D_c) per layer])."""
@@ -310,7 +323,7 @@ def dig_losses(model: DIGRanker, batch: dict[str, torch.Tensor]) -> LossOutput:
     l_commit = sum(((c - r) ** 2 * has).sum() for c, r in zip(chosen, res, strict=True)) / n / d
     l_sem = ((e_v - sum(chosen)) ** 2 * has).sum() / n / d  # eq. 12
     l_u2t = torch.zeros((), device=y.device)
-    if cfg.u2t == "mlp":  # eq. 13 teacher: mean c over the batch rows of (user, bucket s_l)
+    if cfg.u2t != "bucket_mean":  # eq. 13 teacher: mean c over the batch rows of (user, bucket s_l)
         for layer, pred in enumerate(u2t_hat):
             bucket = prefix_keys(codes, layer, cfg.codebook_size)
             groups = batch["user_key"] * (cfg.codebook_size + 1) ** (layer + 1) + bucket

@@ -64,7 +64,7 @@ def train_ranker(model: DIGRanker, data: dict[str, torch.Tensor], rp: RankerPara
     dev = device_for_training()
     torch.manual_seed(rp.seed)
     gen = torch.Generator().manual_seed(rp.seed)
-    if model.cfg.u2t == "bucket_mean":
+    if model.cfg.u2t != "mlp":
         fit_bucket_means(model, data)
     model.to(dev)
     model.init_codebooks()

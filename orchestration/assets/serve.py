@@ -11,6 +11,7 @@ the day's online A/B evidence from the exposure log shows its CTR within
 
 import datetime as dt
 import json
+import time
 
 import dagster as dg
 import pandas as pd
@@ -120,7 +121,9 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
             "metrics": metrics,
         }
         tag = save_bundle(wd.root, day, parts, tables, manifest)
+        t0 = time.perf_counter()
         bento = build_bento(wd.root, tag)  # bentofile.yaml + this bundle, built offline
+        build_s = round(time.perf_counter() - t0, 1)
         (wd.reports / "bundles").mkdir(parents=True, exist_ok=True)
         (wd.reports / "bundles" / f"day={day}.json").write_text(
             json.dumps({"tag": tag, "bento": bento, **manifest}, indent=2, default=str)
@@ -130,6 +133,7 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
                 "tag": tag,
                 "bento": bento["tag"],
                 "bento_path": dg.MetadataValue.path(bento["path"]),
+                "bento_build_s": build_s,
                 "sid_version": manifest["sid_version"],
                 "sid_dvc_hash": manifest["sid_dvc_hash"],
                 "window": manifest["window"],
