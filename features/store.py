@@ -2,7 +2,7 @@
 
 - `feature_store(params)`          the Feast `FeatureStore` of the working folder
 - `apply(params)`                  register entities, views and services (`feast apply`)
-- `materialize_day(params, day)`   load day d's rows into the online store
+- `materialize_day(params, day)`   bring the online store up to the end of day d
 - `training_frame(params, rows)`   point-in-time-correct features of (user, item, timestamp) rows
 - `OnlineFeatures(params).get(user_id, item_ids)`  the same features online, one user x candidates
 - `item_weights(params, as_of)`    item exposure weights for the SID builder (UniRec §3.2)
@@ -86,16 +86,24 @@ def apply(params: Params, store: FeatureStore | None = None) -> dict:
 
 
 def materialize_day(params: Params, day: dt.date, store: FeatureStore | None = None) -> dict:
-    """Load the rows of day d (stamped end of day d) into the online store.
+    """Bring the online store up to the end of day d, as `feast materialize-incremental` does.
 
-    If a later day is already online, the range is extended to it, so re-running an old day
-    never rolls the online store back: materializing a day twice changes nothing.
+    The range starts at the last materialized end, so catching up several days loads each
+    key's latest row once (the data-only catch-up job leaves the online store alone); a fresh
+    store starts at end of day d minus the longest TTL (older rows have expired). If a later
+    day is already online, day d's rows are re-read through that later end, so re-running an
+    old day never rolls the online store back: materializing a day twice changes nothing.
     """
     store = store or feature_store(params)
-    start = end_of_day(day)
+    day_end = end_of_day(day)
     views = [store.get_feature_view(n) for n in view_specs(params.features)]
-    latest = [v.most_recent_end_time for v in views if v.most_recent_end_time is not None]
-    end = max([start, *(t.astimezone(dt.UTC) for t in latest)])
+    ends = [v.most_recent_end_time.astimezone(dt.UTC) for v in views
+            if v.most_recent_end_time is not None]  # fmt: skip
+    if len(ends) < len(views):  # a view never materialized: everything within the TTL
+        start = day_end - dt.timedelta(days=max(params.features.ttl_days.values()))
+    else:
+        start = min(min(ends), day_end)
+    end = max([day_end, *ends])
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints progress bars
         store.materialize(start_date=start, end_date=end)

@@ -131,12 +131,24 @@ class RetrieverEvalParams(Strict):
     batch_size: int = Field(64, gt=0)
 
 
+class RetrieverWarmStartParams(Strict):
+    """Daily retrain from yesterday's weights (models/retriever/warm.py)."""
+
+    enabled: bool = True
+    days: int = Field(1, ge=1)  # train on the engagements of this many days before d
+    epochs: float = Field(2.0, gt=0)
+    lr: float = Field(5e-4, gt=0)
+    cold_every_days: int = Field(7, ge=1)  # a cold start on the whole window this often
+    min_sid_kept: float = Field(0.99, ge=0, le=1)  # share of old items whose SID is unchanged
+
+
 class RetrieverParams(Strict):
     """The generative retriever: model, training and evaluation settings."""
 
     model: RetrieverModelParams = RetrieverModelParams()
     train: RetrieverTrainParams = RetrieverTrainParams()
     eval: RetrieverEvalParams = RetrieverEvalParams()
+    warm_start: RetrieverWarmStartParams = RetrieverWarmStartParams()
 
 
 class FeaturesParams(Strict):

@@ -3,7 +3,9 @@ CLI share.
 
 A run folder (`<workdir>/models/retriever/day=<d>/`, or `.../<variant>/` for ablations):
 - `model.safetensors`: weights + config (metadata), `item_paths.parquet`: the catalogue's
-  decoding paths (serving rebuilds the trie from it), `loss.png`, `train.json`;
+  decoding paths (serving rebuilds the trie from it), `vocab.json`: the feature space's
+  vocabularies (the next day's warm start maps rows by them), `loss.png`, `train.json`
+  (written last: a folder without it is an unfinished run);
 - `eval.safetensors` + `eval_meta.json`: the held-out samples (engagements on day d);
 - `metrics.json` (after `evaluate_run`): what the retriever gates read.
 """
@@ -25,8 +27,9 @@ from models.retriever.build import build_retriever
 from models.retriever.evaluate import evaluate
 from models.retriever.paths import ItemPaths, PathSpec
 from models.retriever.trie import PathTrie
+from models.retriever.warm import warm_start
 from models.train import load_checkpoint, plot_losses, save_checkpoint, train
-from sidflow.config import Params, RetrieverModelParams
+from sidflow.config import Params, RetrieverModelParams, RetrieverWarmStartParams
 
 
 def warehouse_inputs(warehouse, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -60,8 +63,13 @@ def load_item_paths(path: Path, spec: PathSpec) -> ItemPaths:
 def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
               sid_frame: pd.DataFrame, day: dt.date, out: Path,
               model_params: RetrieverModelParams | None = None, progress: bool = True,
-              codebook_size: int | None = None) -> dict:  # fmt: skip
-    """Train on engagements before `day`, hold out those on `day`; write the run folder."""
+              codebook_size: int | None = None, warm_from: Path | None = None) -> dict:  # fmt: skip
+    """Train on engagements before `day`, hold out those on `day`; write the run folder.
+
+    With `warm_from` (an earlier run folder, see `previous_run`) and `retriever.warm_start`
+    on, training starts from that run's weights and sees only the newest days' engagements,
+    unless `warm_plan` says why it must start cold.
+    """
     t0 = time.perf_counter()
     rp = params.retriever
     mp = model_params or rp.model
@@ -74,12 +82,26 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         pick = np.sort(np.random.default_rng(0).choice(len(eval_s), rp.eval.max_samples, False))
         eval_s = eval_s.subset(pick)
     w = rp.train.engagement_weights
-    data = encode_batch(train_s, parts.space, parts.paths, mp.profile_fields, w)
     held = encode_batch(eval_s, parts.space, parts.paths, mp.profile_fields, w)
-    result = train(parts.model, data, rp.train, progress=progress)
+    plan = warm_plan(rp.warm_start, warm_from, parts, day) if warm_from else {"start": "cold"}
+    train_params = rp.train
+    ws = rp.warm_start
+    recent = train_s.day >= np.datetime64(day - dt.timedelta(days=ws.days), "D")
+    if plan["start"] == "warm" and not recent.any():
+        plan = {"start": "cold", "reason": f"no engagements in the {ws.days} day(s) before {day}"}
+    if plan["start"] == "warm":
+        train_s = train_s.subset(recent)
+        plan["report"] = {k: len(v) for k, v in warm_start(parts.model, plan.pop("model"),
+                          parts.space.vocab, plan.pop("vocab")).items()}  # fmt: skip
+        train_params = rp.train.model_copy(update={
+            "epochs": ws.epochs, "lr": ws.lr, "max_steps": None,
+            "warmup_steps": min(rp.train.warmup_steps, 10)})  # fmt: skip
+    data = encode_batch(train_s, parts.space, parts.paths, mp.profile_fields, w)
+    result = train(parts.model, data, train_params, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(parts.model, out / "model.safetensors", {"day": day.isoformat()})
     save_item_paths(parts.paths, out / "item_paths.parquet")
+    (out / "vocab.json").write_text(json.dumps(parts.space.vocab))
     save_file({k: v.contiguous() for k, v in held.items()}, str(out / "eval.safetensors"))
     (out / "eval_meta.json").write_text(json.dumps({
         "purchase": (eval_s.event_type == "purchase").tolist(), "day": day.isoformat()}))  # fmt: skip
@@ -99,9 +121,55 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         "final_loss": result.losses[-1][1] if result.losses else None,
         "losses": result.losses,
         "sid_version": str(sid_frame["version"].iloc[0]) if "version" in sid_frame else None,
+        "start": plan["start"],
+        "warm": {k: v for k, v in plan.items() if k != "start"},
+        "cold_day": plan.get("cold_day", day.isoformat()),
     }
     (out / "train.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def previous_run(runs: Path, day: dt.date) -> Path | None:
+    """The latest finished run folder (`runs/day=<d'>`, d' < d, with train.json), if any."""
+    done = [r for r in runs.glob("day=*") if (r / "train.json").exists()
+            and r.name.removeprefix("day=") < day.isoformat()]  # fmt: skip
+    return max(done, key=lambda r: r.name) if done else None
+
+
+def warm_plan(ws: RetrieverWarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # noqa: ANN001
+    """Whether today's run may start from `prev`'s weights: {"start": "warm" | "cold", ...}.
+
+    Cold when warm starts are off, the previous run is incomplete or built with other model
+    settings, `cold_every_days` have passed since the chain's last cold start, or the SID
+    table re-learned the old items' codes (rows keyed by code would mean other items).
+    """
+    if not ws.enabled:
+        return {"start": "cold", "reason": "retriever.warm_start.enabled is false"}
+    info = json.loads((prev / "train.json").read_text())
+    cold_day = dt.date.fromisoformat(info.get("cold_day", info["day"]))
+    base = {"from": str(prev), "cold_day": cold_day.isoformat()}
+    if (day - cold_day).days >= ws.cold_every_days:
+        return {"start": "cold", "reason": f"last cold start {cold_day}: every "
+                f"{ws.cold_every_days} days"}  # fmt: skip
+    if not (prev / "vocab.json").exists():
+        return {"start": "cold", "reason": f"{prev} has no vocab.json"}
+    old = load_checkpoint(prev / "model.safetensors")
+    if old.cfg.model != parts.model.cfg.model:
+        return {"start": "cold", "reason": "retriever.model settings changed"}
+    old_paths = load_item_paths(prev / "item_paths.parquet", old.cfg.path)
+    sid = [f for f in parts.paths.spec.fields if f not in parts.paths.spec.chain]
+    if [f for f in old.cfg.path.fields if f not in old.cfg.path.chain] != sid:
+        return {"start": "cold", "reason": "the SID layers changed"}
+    before = pd.DataFrame(old_paths.codes[:, len(old.cfg.path.chain):], columns=sid,
+                          index=old_paths.item_ids)  # fmt: skip
+    now = pd.DataFrame(parts.paths.codes[:, len(parts.paths.spec.chain):], columns=sid,
+                       index=parts.paths.item_ids)  # fmt: skip
+    common = before.index.intersection(now.index)
+    kept = float((before.loc[common] == now.loc[common]).all(axis=1).mean()) if len(common) else 0
+    if kept < ws.min_sid_kept:
+        return {"start": "cold", "reason": f"only {kept:.1%} of the old items kept their SID"}
+    vocab = json.loads((prev / "vocab.json").read_text())
+    return {"start": "warm", **base, "sid_kept": round(kept, 4), "model": old, "vocab": vocab}
 
 
 def evaluate_run(params: Params, out: Path, progress: bool = False) -> dict:

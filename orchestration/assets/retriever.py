@@ -54,7 +54,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     )
     def retriever_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
-        from models.retriever.pipeline import train_run, warehouse_inputs
+        from models.retriever.pipeline import previous_run, train_run, warehouse_inputs
         from models.tokenizer.table import load_sid_table
 
         day = _day(context)
@@ -62,9 +62,12 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_inputs(warehouse.warehouse, day)
         out = sidflow.paths.retriever_dir(day)
+        prev = previous_run(out.parent, day)  # yesterday's weights: the daily warm start
         info = train_run(params, events, items, users, sid.frame, day, out, progress=False,
-                         codebook_size=sid.K)  # fmt: skip
-        summary = {k: v for k, v in info.items() if k != "losses"}
+                         codebook_size=sid.K, warm_from=prev)  # fmt: skip
+        if info["start"] == "cold" and prev is not None:
+            context.log.info(f"retriever_model[{day}]: cold start ({info['warm'].get('reason')})")
+        summary = {k: v for k, v in info.items() if k not in ("losses", "warm")}
         return dg.MaterializeResult(
             metadata={
                 "train_samples": info["train_samples"],
@@ -73,6 +76,8 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
                 "parameters": info["parameters"],
                 "steps": info["steps"],
                 "train_seconds": info["train_seconds"],
+                "start": info["start"],  # warm: from the previous day's weights
+                "warm_start": dg.MetadataValue.json(info["warm"]),
                 "final_loss": float(info["final_loss"] or 0.0),
                 "decoding_path": " -> ".join(info["path_fields"]),
                 "sid_version": str(info["sid_version"]),
