@@ -55,7 +55,11 @@ def _load_avg() -> list[float]:
 
 
 def in_process(params: Params, users: list[str], n: int, log: bool) -> dict:
-    """One request at a time through the same code the service runs (after 20 warm-up)."""
+    """One request at a time through the same code the service runs (after 20 warm-up),
+    on the service's torch thread count (`serving.torch_threads`)."""
+    import torch
+
+    torch.set_num_threads(params.serving.torch_threads)
     app = ServingApp(params, log=log)
     times, stages = [], collections.Counter()
     for i in range(n + 20):
@@ -134,7 +138,7 @@ def main() -> None:
     result: dict = {"context": {
         "world": params.world.size, "users": len(users), "bundle": promoted["tag"],
         "parts": promoted.get("parts"), "scene": SCENE, "k": K, "beam_size": sp.beam_size,
-        "batch_wait_ms": sp.batch_wait_ms, "max_batch": sp.max_batch,
+        "batch_wait_ms": sp.batch_wait_ms, "max_batch": sp.max_batch, "torch_threads": sp.torch_threads,
         "cpus": os.cpu_count(), "load_avg_before": _load_avg(),
         "exposure_log": str(wd.root / "serving" / "logs"),
     }}  # fmt: skip

@@ -14,6 +14,7 @@ import os
 from typing import Annotated, Literal
 
 import bentoml
+import torch
 from pydantic import Field
 
 import sidflow  # noqa: F401  (telemetry off)
@@ -78,6 +79,7 @@ class Sidflow:
     """Retriever + ranker behind A/B buckets, with exposure logging."""
 
     def __init__(self) -> None:
+        torch.set_num_threads(SP.torch_threads)
         self.app = ServingApp(PARAMS)
         self.batcher = MicroBatcher(self.app, SP.batch_wait_ms, SP.max_batch)
 
@@ -126,4 +128,5 @@ class Sidflow:
         """Promoted and candidate versions (tags, SID versions, windows, gated metrics)."""
         state = self.app.state()
         slim = {k: v for k, v in state.items() if k in ("promoted", "candidate")}
-        return {"buckets": [b.model_dump() for b in SP.buckets], "pid": os.getpid(), **slim}
+        return {"buckets": [b.model_dump() for b in SP.buckets], "pid": os.getpid(),
+                "torch_threads": torch.get_num_threads(), **slim}  # fmt: skip

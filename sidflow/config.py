@@ -319,6 +319,9 @@ class ServingParams(Strict):
     beam_size: int = Field(50, ge=1)  # retrieval candidates per request (ranked down to k)
     batch_wait_ms: float = Field(2.0, ge=0)  # concurrent requests wait this long to share a pass
     max_batch: int = Field(32, ge=1)
+    # torch intra-op threads per worker: a micro-batch of small matmuls loses more to thread
+    # hand-offs than it gains (benchmarks/serve.py: HTTP p50 81 -> 60 ms, 18 -> 23 req/s)
+    torch_threads: int = Field(1, ge=1)
     salt: str = "sidflow-ab-1"
     buckets: list[BucketParams] = [
         BucketParams(name="control", share=0.8, model="promoted"),

@@ -7,7 +7,7 @@ import pandas as pd
 
 from features.compute import read_feature_table
 from features.schema import end_of_day
-from orchestration.definitions import DAILY_JOB, build_definitions
+from orchestration.definitions import DAILY_JOB, DATA_JOB, build_definitions
 from sidflow.dagster_home import ensure_dagster_home
 from sidflow.workdir import Workdir
 
@@ -20,6 +20,10 @@ def test_feature_assets_join_the_daily_job(tiny_params):
     job = defs.resolve_job_def(DAILY_JOB)
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert set(FEATURE_ASSETS) <= keys
+    # the catch-up job keeps the offline tables only; the next full run loads the online store
+    data = defs.resolve_job_def(DATA_JOB).asset_layer.executable_asset_keys
+    assert {"feature_tables", "feast_registry"} <= {k.to_user_string() for k in data}
+    assert "online_features" not in {k.to_user_string() for k in data}
 
 
 def test_two_days_of_features_through_dagster(tiny_params, tiny_world):

@@ -128,6 +128,15 @@ def test_rematerializing_changes_nothing(served, tiny_world):
     assert _online_rows(served) == snapshot
 
 
+def test_catching_up_skipped_days_equals_loading_each_day(served, tmp_path_factory, tiny_world):
+    """The catch-up job skips the online store; the next day's incremental load catches up."""
+    skipped = make_world(tmp_path_factory.mktemp("skipped"), tiny_world, 3)
+    store.apply(skipped)
+    info = store.materialize_day(skipped, tiny_world.days[2])  # a fresh store: the TTL window
+    assert info["start"] < end_of_day(tiny_world.days[0]).isoformat()
+    assert _online_rows(skipped) == _online_rows(served)
+
+
 def test_item_weights_for_the_sid_builder(served, tiny_world):
     day = tiny_world.days[2]
     weights = store.item_weights(served, day)

@@ -88,6 +88,7 @@ def test_recommendations_come_from_the_catalogue(served):
     assert _post(url, {"user_id": "someone-new", "scene": "search", "k": 3}).json()["fallback"]
     meta = httpx.post(f"{url}/metadata", json={}, timeout=10).json()
     assert meta["promoted"]["sid_version"].startswith("sid-")
+    assert meta["torch_threads"] == params.serving.torch_threads  # set in the worker
 
 
 def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
