@@ -94,6 +94,24 @@ def test_bucket_mean_ablation_uses_training_means_and_no_u2t_loss():
     assert torch.allclose(u2t[0], data["cross"][first].mean(0), atol=1e-5)
 
 
+def test_mlp_on_bucket_mean_adds_the_mlp_correction_to_the_bucket_statistic():
+    rp = RankerParams(**SMALL, max_steps=10, u2t="mlp_on_bucket_mean")
+    model, enc, frame = setup(rp)
+    data = encode_frame(frame[~frame["eval"]], enc, users(), rp.history_len)
+    result = train_ranker(model, data, rp, progress=False)
+    assert all(c["u2t"] > 0.0 for c in result.curve)  # the MLP part is trained (eq. 13 teacher)
+    assert len(model.bucket_keys_0) > 0
+    codes = model.item_sids[data["item"]]
+    with torch.no_grad():
+        user = model.user_side(data["profile"], data["scene"], data["user_dense"], data["hist"])
+        e_sid = model.sid_prefix(codes)[0]
+        pooled = model.attention(model.bn_sid(e_sid), user.hist, user.mask)
+        both = model.u2t(user, pooled, e_sid, codes, 0)
+        mlp = model.mlp_u2t[0](torch.cat([user.e_u, pooled, e_sid], -1))
+    assert torch.allclose(both, model.bucket_mean(codes, 0) + mlp, atol=1e-5)
+    assert not torch.allclose(both, mlp)  # the statistic is really added
+
+
 def test_no_u2i_ablation_drops_the_cross_columns():
     rp = RankerParams(**SMALL, use_u2i=False)
     _, enc, _ = setup(rp)

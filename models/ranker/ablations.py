@@ -1,10 +1,11 @@
 """Ranker ablations on one day's sample table (DIG Ablations 2-3) -> JSON and a bar plot.
 
 Variants, each trained on the same samples and scored on the same held-out exposures:
-- `dig`: full model (u2i cross features, MLP_u2t on the retrieval path);
-- `no_u2i`: the ranker without the u2i cross features (item stats stay);
+- `dig`: the configured model (default: u2i cross features, u2t = bucket mean + MLP_u2t);
+- `no_u2i`: the ranker without the u2i cross features (item stats stay; DIG Ablation 2);
 - `bucket_mean_u2t`: the retrieval path reads the training-set mean of c in the SID bucket
-  instead of MLP_u2t's personalised estimate (DIG Ablation 3, "statistical mean u2t").
+  (DIG Ablation 3, "statistical mean u2t");
+- `mlp_u2t`: MLP_u2t's personalised estimate alone (DIG eq. 14, the paper's choice).
 Usage: `python -m models.ranker.ablations --day 2026-01-07` (after the day's ranker_model ran:
 its samples.parquet is reused, so the variants differ only in the model).
 """
@@ -28,6 +29,7 @@ VARIANTS = {
     "dig": {},
     "no_u2i": {"use_u2i": False},
     "bucket_mean_u2t": {"u2t": "bucket_mean"},
+    "mlp_u2t": {"u2t": "mlp"},
 }
 
 
@@ -47,7 +49,7 @@ def run_ablations(params: Params, day: dt.date, progress: bool = False) -> dict:
         rp = params.ranker.model_copy(update=change)
         info = train_run(params, events, items, users, sid.frame, sid.K, day, run, rp=rp,
                          samples=samples, progress=progress)  # fmt: skip
-        metrics = evaluate_run(run, users, samples=samples)
+        metrics = evaluate_run(run, users)  # the day's samples.parquet, one folder up
         out[name] = {"settings": change, "train_seconds": info["train_seconds"], **metrics}
     report = wd.ranker_eval_dir(day)
     (report / "ablations.json").write_text(json.dumps(out, indent=2))
