@@ -134,7 +134,14 @@ def test_catching_up_skipped_days_equals_loading_each_day(served, tmp_path_facto
     store.apply(skipped)
     info = store.materialize_day(skipped, tiny_world.days[2])  # a fresh store: the TTL window
     assert info["start"] < end_of_day(tiny_world.days[0]).isoformat()
-    assert _online_rows(skipped) == _online_rows(served)
+    got, want = _online_rows(skipped), _online_rows(served)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):  # (key, feature, proto, text, ..., event_ts, ...)
+        assert (a[0], a[1], *a[4:]) == (b[0], b[1], *b[4:])
+        # the two stores' tables were computed separately: DuckDB's parallel float sums may
+        # differ in the last bit, so values are compared as numbers
+        if a[3] != b[3]:
+            assert float(a[3]) == pytest.approx(float(b[3]), rel=1e-12), (a, b)
 
 
 def test_item_weights_for_the_sid_builder(served, tiny_world):
