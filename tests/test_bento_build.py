@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 from retriever_fixtures import one_thread
+from test_retriever_pipeline import TINY as RETRIEVER_TINY
 
 from ingestion.warehouse import Warehouse
 from serving.build import BENTOFILE, bento_manifest, bento_store, build_bento
@@ -43,15 +44,8 @@ from sidflow.workdir import Workdir
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
-TINY = {
-    "world.size": "tiny",
-    "retriever.model.d_model": 16, "retriever.model.n_heads": 2, "retriever.model.n_layers": 1,
-    "retriever.model.n_experts": 2, "retriever.model.ffn_mult": 1.0,
-    "retriever.model.d_field": 4, "retriever.model.d_prefix": 4, "retriever.model.d_hash": 4,
-    "retriever.model.history_len": 5, "retriever.model.mm_len": 3,
-    "retriever.train.max_steps": 2, "retriever.train.batch_size": 32,
-    "retriever.train.warmup_steps": 1, "retriever.eval.max_samples": 20,
-}  # fmt: skip
+# the retriever tests' tiny settings, trained for 2 steps (the Bento only needs a bundle)
+TINY = {**RETRIEVER_TINY, "retriever.train.max_steps": 2, "retriever.eval.max_samples": 20}
 NO_NETWORK = {**{v: "http://127.0.0.1:9" for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
                                                    "https_proxy")},
               "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # fmt: skip
