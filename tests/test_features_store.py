@@ -178,7 +178,8 @@ def test_feast_and_sidflow_cli(tmp_path, tiny_world):
     out = json.loads(run(str(bin_dir / "sidflow"), "--set", "world.size=tiny", "features"))
     assert out["rows"]["user_cat_l2"] > 0
     feast = [str(bin_dir / "feast"), "-c", "features/feature_repo"]
-    assert "Created feature service ranker" in run(*feast, "apply")
+    assert "Deploying infrastructure for user_cat_l2" in run(*feast, "apply")
+    assert "ranker" in run(*feast, "feature-services", "list")
     d0, d1, d2 = tiny_world.days
     run(*feast, "materialize", f"{d0}T00:00:00", f"{d1}T00:00:00")
     run(*feast, "materialize-incremental", f"{end_of_day(d2):%Y-%m-%dT%H:%M:%S}")
