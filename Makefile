@@ -18,9 +18,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Install once per change of pyproject.toml or the lock (constraints pin every package).
+# pip takes torch's CPU build from this machine's disk (uv would fetch a CUDA build) and uv;
+# uv installs the rest in parallel (~10 s instead of pip's ~4 min). pip does it all if uv fails.
 $(STAMP): pyproject.toml requirements.lock | $(BIN)/python
-	@echo "installing sidflow into $(VENV) (first time: a few minutes)..."
-	@$(BIN)/python -m pip install -c requirements.lock -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@echo "installing sidflow into $(VENV) (first time: about a minute)..."
+	@{ $(BIN)/python -m pip install torch==2.13.0 "$$(grep '^uv==' requirements.lock)" \
+		&& { $(BIN)/uv pip install --python $(BIN)/python -c requirements.lock -e '.[dev]' \
+			|| $(BIN)/python -m pip install -c requirements.lock -e '.[dev]'; }; } \
+		> $(VENV)/install.log 2>&1 \
 		|| { grep -v '^WARNING: Location' $(VENV)/install.log | tail -40; exit 1; }
 	@touch $(STAMP)
 
