@@ -4,8 +4,9 @@ POST /recommend {user_id, scene, k, history?} -> items with scores, the A/B buck
 tag, the SID version and a request_id; every answer is appended to the exposure log.
 POST /metadata -> the promoted and candidate versions with their SID versions and metrics.
 /healthz, /livez and /readyz come with BentoML; /readyz is 503 until a promoted bundle loads.
-Concurrent requests are gathered for up to `serving.batch_wait_ms` (at most
-`serving.max_batch`) and answered by one beam-search pass (`MicroBatcher`).
+Requests that queue while a pass runs are answered together by the next beam-search pass
+(at most `serving.max_batch`; `MicroBatcher`): no added wait when the service is idle,
+batches as large as the load under load. `serving.batch_wait_ms` > 0 adds a wait for more.
 Malformed input is rejected by the pydantic model with a 400 naming the field.
 """
 
@@ -35,7 +36,11 @@ History = Annotated[list[Id], Field(max_length=SP.max_history)]
 
 
 class MicroBatcher:
-    """Collects concurrent requests and answers them with one `ServingApp.handle` call."""
+    """Collects concurrent requests and answers them with one `ServingApp.handle` call.
+
+    Continuous batching: a pass takes every request that queued while the previous pass
+    ran (up to `max_batch`), then waits at most `wait_ms` more for others.
+    """
 
     def __init__(self, app: ServingApp, wait_ms: float, max_batch: int):
         self.app, self.wait, self.max_batch = app, wait_ms / 1000.0, max_batch
@@ -56,6 +61,9 @@ class MicroBatcher:
             batch = [await self.queue.get()]
             deadline = loop.time() + self.wait
             while len(batch) < self.max_batch:
+                if not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                    continue
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break

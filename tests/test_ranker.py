@@ -146,3 +146,17 @@ def test_metrics_gap_and_gauc():
                        np.array(["a", "a", "b", "b", "c", "c"]))  # fmt: skip
     assert m["rank_auc"] == 1.0 and m["auc_gap"] == pytest.approx(1.0 - m["recall_auc"])
     assert grouped_auc(y, worse, np.array(["a", "a", "b", "b", "c", "c"])) == pytest.approx(1 / 3)
+
+
+def test_dense_encoding_scales_each_column_and_zeroes_the_missing():
+    """Counts log1p-scaled, rates as is, standardised; absent column, NaN and inf -> 0."""
+    enc = RankerEncoding(vocab={}, scenes=[], user_cols=[], cross_cols=[],
+                         mean={"u_clicks_7d": 1.0, "u_ctr_7d": 0.1, "u_gone": 0.0},
+                         std={"u_clicks_7d": 2.0, "u_ctr_7d": 0.05, "u_gone": 1.0})  # fmt: skip
+    frame = pd.DataFrame({"u_ctr_7d": [0.2, np.nan, np.inf], "u_clicks_7d": [3.0, -1.0, None]})
+    out = enc.dense(frame, ["u_clicks_7d", "u_ctr_7d", "u_gone"])
+    want = np.array([[(np.log1p(3.0) - 1.0) / 2.0, (0.2 - 0.1) / 0.05, 0.0],
+                     [(0.0 - 1.0) / 2.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0]], np.float32)  # fmt: skip
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6)

@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from retriever_fixtures import batch, catalogue, one_thread, parts
 
 from models.baselines.variants import ABLATIONS, VARIANTS
 from models.retriever.content_summary import ContentSummary, table_size
+from models.retriever.layers import MMoEFFN, mmoe_reference
 from models.retriever.paths import build_item_paths
 from models.retriever.trie import PathTrie
 from models.train import train
@@ -151,3 +154,16 @@ def test_unknown_fields_are_named():
     with pytest.raises(ValueError, match="seq_fields"):
         build_retriever(tiny_params(seq_fields=["colour"]), items, users(), sid, ["f"])
     assert isinstance(items, pd.DataFrame)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 4), q=st.integers(1, 6), experts=st.integers(1, 4),
+       gates=st.integers(1, 3), seed=st.integers(0, 2**16))  # fmt: skip
+def test_mmoe_gemm_form_matches_the_expert_by_expert_sum(b, q, experts, gates, seed):
+    """The two-GEMM MMoE equals sum_e w_e * SwiGLU_e(x) (eq. 15), for any shapes and tasks."""
+    torch.manual_seed(seed)
+    ffn = MMoEFFN(d=16, hidden=8, n_experts=experts, n_gates=gates, dropout=0.1).eval()
+    x = torch.randn(b, q, 16)
+    gate_id = torch.randint(0, gates, (b,))
+    torch.testing.assert_close(ffn(x, gate_id), mmoe_reference(ffn, x, gate_id),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip

@@ -75,13 +75,18 @@ class RankerEncoding:
         return np.array([index.get(str(s), 0) for s in scenes], np.int64)
 
     def dense(self, frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
-        """Standardised columns (n, len(cols)); absent column or value -> 0."""
-        out = np.zeros((len(frame), len(cols)), np.float32)
-        for j, c in enumerate(cols):
-            if c in frame.columns:
-                x = (_transform(c, frame[c].to_numpy(float)) - self.mean[c]) / self.std[c]
-                out[:, j] = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        return out
+        """Standardised columns (n, len(cols)); absent column or value -> 0.
+
+        One (n, C) array for all columns (serving calls this per request): counts
+        log1p-scaled, then (x - mean) / std, NaN and inf -> 0.
+        """
+        x = frame.reindex(columns=cols).to_numpy(np.float64)  # absent column -> NaN
+        log = np.array([_log_scaled(c) for c in cols], bool)
+        x[:, log] = np.log1p(np.clip(x[:, log], 0, None))
+        mean = np.array([self.mean[c] for c in cols])
+        std = np.array([self.std[c] for c in cols])
+        out = np.nan_to_num((x - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+        return out.astype(np.float32)
 
     def history_rows(self, histories, history_len: int) -> np.ndarray:  # noqa: ANN001
         """Lists of item ids -> (n, T) item rows, most recent last, 0 = padding."""

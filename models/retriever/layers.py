@@ -90,7 +90,10 @@ class CausalSelfAttention(nn.Module):
 class MMoEFFN(nn.Module):
     """Multi-gate mixture of SwiGLU experts (eq. 15): one softmax gate per task.
 
-    All experts are evaluated as one batched matmul: w_in (E, d, 2h), w_out (E, h, d).
+    All experts run as two plain GEMMs: x (BQ, d) @ w_in as (d, E*2h), then the gate-scaled
+    expert activations (BQ, E*h) @ w_out as (E*h, d), which is the gate-weighted sum of the
+    experts' outputs (`mmoe_reference` computes it expert by expert). Parameters are kept
+    per expert: w_in (E, d, 2h), w_out (E, h, d).
     """
 
     def __init__(self, d: int, hidden: int, n_experts: int, n_gates: int, dropout: float):
@@ -101,16 +104,33 @@ class MMoEFFN(nn.Module):
         self.gate = nn.Linear(d, n_experts * n_gates)
         self.drop = nn.Dropout(dropout)
 
+    def gate_weights(self, x: torch.Tensor, gate_id: torch.Tensor) -> torch.Tensor:
+        """x (B, Q, d), gate_id (B,) -> softmax weights of the request's task gate (B, Q, E)."""
+        b, q, _ = x.shape
+        logits = self.gate(x).view(b, q, self.n_gates, self.e)  # (B, Q, G, E)
+        idx = gate_id.view(b, 1, 1, 1).expand(b, q, 1, self.e)
+        return logits.gather(2, idx).squeeze(2).softmax(-1)
+
     def forward(self, x: torch.Tensor, gate_id: torch.Tensor) -> torch.Tensor:
         """x (B, Q, d), gate_id (B,) task of each request -> (B, Q, d)."""
         b, q, d = x.shape
-        flat = x.reshape(1, b * q, d)
-        a, g = (flat @ self.w_in).chunk(2, dim=-1)  # (E, BQ, h) each: SwiGLU halves
-        y = self.drop(F.silu(a) * g) @ self.w_out  # (E, BQ, d)
-        logits = self.gate(x).view(b, q, self.n_gates, self.e)  # (B, Q, G, E)
-        idx = gate_id.view(b, 1, 1, 1).expand(b, q, 1, self.e)
-        w = logits.gather(2, idx).squeeze(2).softmax(-1)  # (B, Q, E)
-        return torch.einsum("bqe,ebqd->bqd", w, y.view(self.e, b, q, d))
+        e, h = self.e, self.w_out.shape[1]
+        w_in = self.w_in.permute(1, 0, 2).reshape(d, e * 2 * h)  # (d, E*2h)
+        a, g = (x.reshape(b * q, d) @ w_in).view(b * q, e, 2 * h).chunk(2, dim=-1)  # (BQ, E, h)
+        w = self.gate_weights(x, gate_id).reshape(b * q, e, 1)
+        mixed = self.drop(F.silu(a) * g) * w  # (BQ, E, h): SwiGLU of each expert, gate-scaled
+        return (mixed.reshape(b * q, e * h) @ self.w_out.reshape(e * h, d)).view(b, q, d)
+
+
+def mmoe_reference(ffn: MMoEFFN, x: torch.Tensor, gate_id: torch.Tensor) -> torch.Tensor:
+    """Plain MMoE (eq. 15), expert by expert: sum_e w_e * SwiGLU_e(x). For tests; no dropout."""
+    w = ffn.gate_weights(x, gate_id)  # (B, Q, E)
+    h = ffn.w_out.shape[1]
+    out = torch.zeros_like(x)
+    for k in range(ffn.e):
+        a, g = x @ ffn.w_in[k, :, :h], x @ ffn.w_in[k, :, h:]  # (B, Q, h) each
+        out = out + w[..., k : k + 1] * ((F.silu(a) * g) @ ffn.w_out[k])
+    return out
 
 
 class DecoderBlock(nn.Module):
