@@ -131,8 +131,8 @@ class RetrieverEvalParams(Strict):
     batch_size: int = Field(64, gt=0)
 
 
-class RetrieverWarmStartParams(Strict):
-    """Daily retrain from yesterday's weights (models/retriever/warm.py)."""
+class WarmStartParams(Strict):
+    """Daily retrain from yesterday's weights (models/retriever/warm.py, models/ranker/warm.py)."""
 
     enabled: bool = True
     days: int = Field(1, ge=1)  # train on the engagements of this many days before d
@@ -148,7 +148,7 @@ class RetrieverParams(Strict):
     model: RetrieverModelParams = RetrieverModelParams()
     train: RetrieverTrainParams = RetrieverTrainParams()
     eval: RetrieverEvalParams = RetrieverEvalParams()
-    warm_start: RetrieverWarmStartParams = RetrieverWarmStartParams()
+    warm_start: WarmStartParams = WarmStartParams()
 
 
 class FeaturesParams(Strict):
@@ -240,6 +240,8 @@ class RankerParams(Strict):
     min_steps: int = Field(50, ge=1)  # small sources: at least this many steps
     max_steps: int | None = Field(None, ge=1)
     seed: int = 0
+    # daily retrain from yesterday's ranker on the newest day's exposures (models/ranker/warm.py)
+    warm_start: WarmStartParams = WarmStartParams(lr=1e-3)
 
 
 class AlignmentParams(Strict):

@@ -9,7 +9,7 @@ import torch
 from retriever_fixtures import catalogue, one_thread, users
 
 from models.data import FeatureSpace
-from models.ranker.data import RankerEncoding, encode_frame, item_tables
+from models.ranker.data import ITEM_FIELDS, RankerEncoding, encode_frame, item_tables
 from models.ranker.model import group_mean
 from models.ranker.pipeline import build_model, load_ranker, save_ranker
 from models.ranker.samples import FeatureGroups
@@ -160,3 +160,60 @@ def test_dense_encoding_scales_each_column_and_zeroes_the_missing():
                      [0.0, 0.0, 0.0]], np.float32)  # fmt: skip
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def _ranker_for(items: pd.DataFrame, sid: pd.DataFrame, rp: RankerParams, seed: int):  # noqa: ANN202
+    space = FeatureSpace.build(items, users(), SCENES)
+    enc = RankerEncoding.fit(sample_frame(items), space, FeatureGroups.from_params(load_params()))
+    fields, sids = item_tables(space, sid)
+    torch.manual_seed(seed)
+    return build_model(rp, enc, fields, sids, 6), enc
+
+
+def test_ranker_warm_start_copies_rows_by_value_and_plans_cold_when_needed(tmp_path):
+    """Yesterday's rows follow their values into today's vocabularies; new rows stay fresh;
+    a settings change, moved SID codes or the cold-start period force a cold start."""
+    import datetime as dt
+    import json
+
+    from models.ranker.warm import warm_plan, warm_start
+    from sidflow.config import WarmStartParams
+
+    rp = RankerParams(**SMALL)
+    items, sid = catalogue(60, 6)
+    old, old_enc = _ranker_for(items, sid, rp, seed=0)
+    new_item = items.iloc[[0]].assign(item_id="i000a", brand="b-new")  # sorts between old ids
+    items2 = pd.concat([items, new_item], ignore_index=True)
+    sid2 = pd.concat([sid, sid.iloc[[0]].assign(item_id="i000a", s0=5, s1=5, s2=5, dedup=0)])
+    new, enc = _ranker_for(items2, sid2, rp, seed=1)
+    init = {k: v.clone() for k, v in new.state_dict().items()}
+    report = warm_start(new, enc, old, old_enc)
+
+    v_old, v_new = old_enc.vocab["item_id"], enc.vocab["item_id"]
+    assert v_new["i001"] == v_old["i001"] + 1
+    w_old, w_new = old.enc.emb[0].weight, new.enc.emb[0].weight  # item_id embeddings
+    for item in ("i000", "i001", "i059"):
+        assert torch.equal(w_new[v_new[item]], w_old[v_old[item]]), item
+    assert torch.equal(w_new[v_new["i000a"]], init["enc.emb.0.weight"][v_new["i000a"]])
+    brand = ITEM_FIELDS.index("brand")
+    b_new = enc.vocab["brand"]["b-new"]
+    assert torch.equal(new.enc.emb[brand].weight[b_new], init[f"enc.emb.{brand}.weight"][b_new])
+    assert {"enc.emb.0.weight", "user_emb.0.weight", "scene_emb.weight"} <= set(report["remapped"])
+    for name in report["copied"]:
+        assert torch.equal(new.state_dict()[name], old.state_dict()[name]), name
+    assert torch.equal(new.item_fields, init["item_fields"])  # today's catalogue, never copied
+
+    day = dt.date(2026, 1, 8)
+    prev = tmp_path / "day=2026-01-07"
+    save_ranker(old, old_enc, rp.history_len, prev, {"day": "2026-01-07"})
+    (prev / "train.json").write_text(json.dumps({"day": "2026-01-07", "cold_day": "2026-01-07"}))
+    ws = WarmStartParams(lr=1e-3)
+    assert warm_plan(ws, prev, new, enc, day)["start"] == "warm"
+    assert warm_plan(ws, None, new, enc, day)["start"] == "cold"
+    late = warm_plan(ws, prev, new, enc, dt.date(2026, 1, 14))
+    assert late["start"] == "cold" and "every 7 days" in late["reason"]
+    wider, _ = _ranker_for(items2, sid2, RankerParams(**{**SMALL, "d_emb": 12}), seed=1)
+    assert "settings changed" in warm_plan(ws, prev, wider, enc, day)["reason"]
+    moved = sid2.assign(s0=(sid2["s0"] + 1) % 6)
+    recoded, _ = _ranker_for(items2, moved, rp, seed=1)
+    assert "kept their SID" in warm_plan(ws, prev, recoded, enc, day)["reason"]

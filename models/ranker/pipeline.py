@@ -30,6 +30,7 @@ from models.ranker.data import (
 from models.ranker.model import DIGRanker, RankerConfig
 from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_report
 from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
+from models.ranker.warm import warm_plan, warm_start
 from sidflow.config import Params, RankerParams
 
 WEIGHTS, CONFIG, SAMPLES = "ranker.safetensors", "config.json", "samples.parquet"
@@ -90,8 +91,13 @@ def load_ranker(folder: Path) -> tuple[DIGRanker, RankerEncoding, dict]:
 def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
               sid_frame: pd.DataFrame, codebook_size: int, day: dt.date, out: Path,
               rp: RankerParams | None = None, samples: pd.DataFrame | None = None,
-              progress: bool = True) -> dict:  # fmt: skip
-    """Build the samples (unless given), train on the days before d, save the run folder."""
+              progress: bool = True, warm_from: Path | None = None) -> dict:  # fmt: skip
+    """Build the samples (unless given), train on the days before d, save the run folder.
+
+    With `warm_from` (the previous day's run folder) and `ranker.warm_start` on, training
+    starts from that run's weights and sees only the newest days' exposures, unless
+    `models.ranker.warm.warm_plan` says why it must start cold.
+    """
     t0 = time.perf_counter()
     rp = rp or params.ranker
     out.mkdir(parents=True, exist_ok=True)
@@ -105,8 +111,21 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
     torch.manual_seed(rp.seed)
     model = build_model(rp, enc, fields, sids, codebook_size)
     train_rows = samples[~samples["eval"]].reset_index(drop=True)
+    ws, train_params = rp.warm_start, rp
+    plan = warm_plan(ws, warm_from, model, enc, day) if warm_from else {"start": "cold"}
+    if plan["start"] == "warm":
+        first = pd.Timestamp(day - dt.timedelta(days=ws.days), tz="UTC")
+        recent = pd.to_datetime(train_rows["ts"], utc=True) >= first
+        if recent.sum() >= 2:
+            train_rows = train_rows[recent.to_numpy()].reset_index(drop=True)
+            report = warm_start(model, enc, plan.pop("model"), plan.pop("encoding"))
+            plan["report"] = {k: len(v) for k, v in report.items()}
+            train_params = rp.model_copy(update={"epochs": ws.epochs, "lr": ws.lr,
+                                                 "max_steps": None})  # fmt: skip
+        else:
+            plan = {"start": "cold", "reason": f"no exposures in the {ws.days} day(s) before {day}"}
     data = encode_frame(train_rows, enc, users, rp.history_len)
-    result = train_ranker(model, data, rp, progress=progress)
+    result = train_ranker(model, data, train_params, progress=progress)
     save_ranker(model, enc, rp.history_len, out, {"day": day.isoformat()})
     plot_loss_parts(result, out / "loss.png", f"ranker loss parts (eq. 8), as of {day}")
     info = {
@@ -123,6 +142,9 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         "first_loss": result.curve[0] if result.curve else None,
         "final_loss": result.curve[-1] if result.curve else None,
         "curve": result.curve,
+        "start": plan["start"],
+        "warm": {k: v for k, v in plan.items() if k != "start"},
+        "cold_day": plan.get("cold_day", day.isoformat()),
     }
     (out / "train.json").write_text(json.dumps(info, indent=2))
     return info

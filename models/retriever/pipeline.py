@@ -29,7 +29,7 @@ from models.retriever.paths import ItemPaths, PathSpec
 from models.retriever.trie import PathTrie
 from models.retriever.warm import warm_start
 from models.train import load_checkpoint, plot_losses, save_checkpoint, train
-from sidflow.config import Params, RetrieverModelParams, RetrieverWarmStartParams
+from sidflow.config import Params, RetrieverModelParams, WarmStartParams
 
 
 def warehouse_inputs(warehouse, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -136,7 +136,7 @@ def previous_run(runs: Path, day: dt.date) -> Path | None:
     return max(done, key=lambda r: r.name) if done else None
 
 
-def warm_plan(ws: RetrieverWarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # noqa: ANN001
+def warm_plan(ws: WarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # noqa: ANN001
     """Whether today's run may start from `prev`'s weights: {"start": "warm" | "cold", ...}.
 
     Cold when warm starts are off, the previous run is incomplete or built with other model

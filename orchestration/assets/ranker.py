@@ -38,13 +38,15 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def ranker_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
                      warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
         from models.ranker.pipeline import train_run, warehouse_events
+        from models.retriever.pipeline import previous_run
         from models.tokenizer.table import load_sid_table
 
         day, params = _day(context), sidflow.params
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_events(warehouse.warehouse, day, params.ranker.train_days)
         out = sidflow.paths.ranker_dir(day)
-        info = train_run(params, events, items, users, sid.frame, sid.K, day, out, progress=False)
+        info = train_run(params, events, items, users, sid.frame, sid.K, day, out, progress=False,
+                         warm_from=previous_run(out.parent, day))  # fmt: skip
         s = info["samples"]
         final = info["final_loss"] or {}
         return dg.MaterializeResult(
@@ -56,6 +58,8 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "cross_features": info["cross_features"],
                 "parameters": info["parameters"],
                 "steps": info["steps"],
+                "start": info["start"],  # warm: from the previous day's weights
+                "warm_start": dg.MetadataValue.json(info["warm"]),
                 "train_seconds": info["train_seconds"],
                 **{f"final_loss_{k}": float(v) for k, v in final.items() if k != "step"},
                 "samples": dg.MetadataValue.path(str(out / "samples.parquet")),
