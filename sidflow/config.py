@@ -319,7 +319,9 @@ class ServingParams(Strict):
     max_history: int = Field(50, ge=0)
     max_id_length: int = Field(64, ge=1)
     beam_size: int = Field(50, ge=1)  # retrieval candidates per request (ranked down to k)
-    batch_wait_ms: float = Field(0.0, ge=0)  # extra wait for more requests (queued ones always join)
+    batch_wait_ms: float = Field(
+        0.0, ge=0
+    )  # extra wait for more requests (queued ones always join)
     max_batch: int = Field(32, ge=1)
     # torch intra-op threads per worker: a micro-batch of small matmuls loses more to thread
     # hand-offs than it gains (benchmarks/serve.py: HTTP p50 81 -> 60 ms, 18 -> 23 req/s)
