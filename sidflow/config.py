@@ -103,7 +103,7 @@ class RetrieverModelParams(Strict):
     mm_len: int = Field(20, ge=0)  # L_mm: history items whose SIDs are appended; 0 = off
     seq_fields: list[str] = ["item_id", "seller", "brand", "cat_l2", "cat_l3"]
     profile_fields: list[str] = ["user_id", "age_bucket", "region"]
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)  # see params.yaml
 
 
 class RetrieverTrainParams(Strict):
