@@ -27,7 +27,7 @@ import torch
 
 from models.ranker.data import RankerEncoding
 from models.ranker.model import DIGRanker
-from models.retriever.warm import field_rows, row_pairs
+from models.retriever.warm import copy_weights, field_rows
 from sidflow.config import WarmStartParams
 
 FRESH = ("item_fields", "item_sids", "codebooks", "bucket_")  # name prefixes never copied
@@ -53,7 +53,7 @@ def _keyed_rows(name: str, model: DIGRanker, enc: RankerEncoding) -> list[str] |
 def sid_kept(old: DIGRanker, old_enc: RankerEncoding, new: DIGRanker,
              new_enc: RankerEncoding) -> float:  # fmt: skip
     """Share of the items in both catalogues whose SID codes are unchanged."""
-    old_rows = {v: r for v, r in old_enc.vocab["item_id"].items()}
+    old_rows = old_enc.vocab["item_id"]
     common = [(r, old_rows[v]) for v, r in new_enc.vocab["item_id"].items() if v in old_rows]
     if not common:
         return 0.0
@@ -101,24 +101,9 @@ def warm_start(new: DIGRanker, new_enc: RankerEncoding, old: DIGRanker,
                old_enc: RankerEncoding) -> dict[str, list[str]]:  # fmt: skip
     """Copy `old`'s weights into `new` in place; tensor names per outcome
     ("copied", "remapped" by value, "fresh": keeps its initialisation)."""
-    old_state = old.state_dict()
-    report: dict[str, list[str]] = {"copied": [], "remapped": [], "fresh": []}
-    for name, tensor in new.state_dict().items():
-        if name.startswith(FRESH):
-            continue
-        src = old_state.get(name)
-        if src is None or src.shape[1:] != tensor.shape[1:]:
-            report["fresh"].append(name)
-            continue
+
+    def keyed(name: str) -> tuple[list[str], list[str]] | None:
         rows = _keyed_rows(name, new, new_enc)
-        if rows is None:
-            if src.shape == tensor.shape:
-                tensor.copy_(src)
-                report["copied"].append(name)
-            else:
-                report["fresh"].append(name)
-            continue
-        new_rows, old_rows = row_pairs(_keyed_rows(name, old, old_enc), rows)
-        tensor[new_rows] = src[old_rows].to(tensor.dtype)
-        report["remapped"].append(name)
-    return report
+        return None if rows is None else (_keyed_rows(name, old, old_enc), rows)
+
+    return copy_weights(new, old, keyed, skip=lambda name: name.startswith(FRESH))

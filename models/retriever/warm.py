@@ -21,6 +21,7 @@ reported. The item feature buffers always come from today's catalogue.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -82,16 +83,31 @@ def warm_start(new: UniRec, old: UniRec, new_vocab: dict[str, dict[str, int]],
     with. Outcomes: "copied" (same name and shape), "remapped" (rows matched by value),
     "fresh" (no counterpart: keeps its initialisation).
     """
+    return copy_weights(new, old, lambda name: _keyed_rows(name, old, new, old_vocab, new_vocab),
+                        skip=lambda name: name in FRESH_BUFFERS)  # fmt: skip
+
+
+@torch.no_grad()
+def copy_weights(new: torch.nn.Module, old: torch.nn.Module,
+                 keyed_rows: Callable[[str], tuple[list[str], list[str]] | None],
+                 skip: Callable[[str], bool]) -> dict[str, list[str]]:  # fmt: skip
+    """Copy `old`'s tensors into `new` in place (shared by the retriever and ranker warm starts).
+
+    `keyed_rows(name)` gives the (old, new) row vocabularies of a vocabulary-keyed tensor
+    (rows are copied by value) or None (copied whole when name and shape match); `skip(name)`
+    marks tensors never copied. Returns tensor names per outcome: "copied", "remapped",
+    "fresh" (no counterpart: keeps its initialisation).
+    """
     old_state = old.state_dict()
     report: dict[str, list[str]] = {"copied": [], "remapped": [], "fresh": []}
     for name, tensor in new.state_dict().items():
-        if name in FRESH_BUFFERS:
+        if skip(name):
             continue
         src = old_state.get(name)
         if src is None or src.shape[1:] != tensor.shape[1:]:
             report["fresh"].append(name)
             continue
-        keyed = _keyed_rows(name, old, new, old_vocab, new_vocab)
+        keyed = keyed_rows(name)
         if keyed is None:
             if src.shape == tensor.shape:
                 tensor.copy_(src)
