@@ -29,6 +29,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 
 from features.definitions import build_repo
+from features.online_sqlite import BatchedSqliteOnlineStore, string_entity_keys
 from features.schema import TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
 from ingestion.warehouse import Warehouse
 from sidflow.config import Params
@@ -210,17 +211,23 @@ class OnlineFeatures:
         self, view: FeatureView, join_keys: list[str], rows: list[list[str]], names: list[str]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Values [len(rows), len(names)] and row times [len(rows)] (epoch s) of `view`'s keys."""
-        keys = []
-        for values in rows:
-            key = EntityKeyProto(join_keys=join_keys)
-            for v in values:
-                key.entity_values.add().string_val = v
-            keys.append(key)
         out = np.full((len(rows), len(names)), np.nan)
         stamps = np.full(len(rows), np.nan)
-        if not keys:
+        if not rows:
             return out, stamps
-        found = self._provider.online_read(self.store.config, view, keys)
+        online = self._provider.online_store
+        if isinstance(online, BatchedSqliteOnlineStore):  # keys serialized in one pass
+            found = online.read_serialized(
+                self.store.config, view, string_entity_keys(join_keys, rows)
+            )
+        else:
+            keys = []
+            for values in rows:
+                key = EntityKeyProto(join_keys=join_keys)
+                for v in values:
+                    key.entity_values.add().string_val = v
+                keys.append(key)
+            found = self._provider.online_read(self.store.config, view, keys)
         for i, (ts, values) in enumerate(found):
             if values:
                 out[i] = [_number(values.get(n)) for n in names]
