@@ -12,13 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ingestion.canonical import write_parquet_atomic
 
-EXTRA = ["bucket", "model"]
+EXTRA = ["bucket", "model"]  # besides the canonical columns
 
 
 def log_dir(workdir: Path, day: dt.date) -> Path:
@@ -26,40 +29,72 @@ def log_dir(workdir: Path, day: dt.date) -> Path:
     return Path(workdir) / "serving" / "logs" / f"day={day.isoformat()}"
 
 
-def exposure_rows(request_id: str, ts: pd.Timestamp, user_id: str, scene: str, bucket: str,
-                  model: str, items: list[str], prices: dict[str, float]) -> pd.DataFrame:  # fmt: skip
-    """The canonical exposure events of one response (position = 0-based rank shown)."""
-    n = len(items)
-    return pd.DataFrame(
-        {
-            "event_id": [f"{request_id}-{p}-exposure" for p in range(n)],
-            "ts": [ts] * n,
-            "user_id": [user_id] * n,
-            "item_id": items,
-            "request_id": [request_id] * n,
-            "scene": [scene] * n,
-            "event_type": ["exposure"] * n,
-            "position": list(range(n)),
-            "price": [prices.get(i) for i in items],
-            "bucket": [bucket] * n,
-            "model": [model] * n,
-        }
-    )
+SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("ts", pa.timestamp("ns", tz="UTC")),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("request_id", pa.string()),
+        ("scene", pa.string()),
+        ("event_type", pa.string()),
+        ("position", pa.int64()),
+        ("price", pa.float64()),
+        ("bucket", pa.string()),
+        ("model", pa.string()),
+    ]
+)
 
 
-def append(workdir: Path, rows: pd.DataFrame) -> Path | None:
-    """Durably write one batch of exposure rows (grouped by day); returns the last file."""
-    if rows.empty:
-        return None
+@dataclass
+class Shown:
+    """One response as the log records it: what was shown to whom, by which bucket and model."""
+
+    request_id: str
+    ts: pd.Timestamp
+    user_id: str
+    scene: str
+    bucket: str
+    model: str
+    items: list[str]
+
+
+def exposure_rows(shown: list[Shown], prices: dict[str, float]) -> dict[dt.date, pa.Table]:
+    """The canonical exposure events of a batch of responses, one table per UTC day
+    (position = 0-based rank shown). Built column by column: this runs on every request."""
+    by_day: dict[dt.date, list[Shown]] = {}
+    for s in shown:
+        by_day.setdefault(pd.Timestamp(s.ts).tz_convert("UTC").date(), []).append(s)
+    tables = {}
+    for day, group in by_day.items():
+        cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+        for s in group:
+            n = len(s.items)
+            cols["event_id"] += [f"{s.request_id}-{p}-exposure" for p in range(n)]
+            cols["ts"] += [s.ts] * n
+            for name in ("user_id", "request_id", "scene", "bucket", "model"):
+                cols[name] += [getattr(s, name)] * n
+            cols["item_id"] += s.items
+            cols["event_type"] += ["exposure"] * n
+            cols["position"] += range(n)
+            cols["price"] += [prices.get(i) for i in s.items]
+        tables[day] = pa.table(cols, schema=SCHEMA)
+    return tables
+
+
+def append(workdir: Path, tables: dict[dt.date, pa.Table]) -> Path | None:
+    """Durably write one batch of exposure rows (a file per day); returns the last file."""
     path = None
-    days = pd.to_datetime(rows["ts"], utc=True).dt.date
-    for day, part in rows.groupby(days):
+    for day, table in tables.items():
+        if not table.num_rows:
+            continue
         folder = log_dir(workdir, day)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{dt.datetime.now(dt.UTC):%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{path.name}.tmp"
-        part.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -74,8 +109,7 @@ def read_day(workdir: Path, day: dt.date) -> pd.DataFrame:
     """Every logged exposure of `day` (empty frame when none)."""
     files = sorted(log_dir(workdir, day).glob("*.parquet"))
     if not files:
-        return pd.DataFrame(columns=["event_id", "ts", "user_id", "item_id", "request_id",
-                                     "scene", "event_type", "position", "price", *EXTRA])  # fmt: skip
+        return SCHEMA.empty_table().to_pandas()
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 

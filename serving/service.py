@@ -12,11 +12,15 @@ Malformed input is rejected by the pydantic model with a 400 naming the field.
 
 import asyncio
 import os
+import time
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import bentoml
 import torch
 from pydantic import Field
+from pydantic_core import to_json
+from starlette.responses import Response
 
 import sidflow  # noqa: F401  (telemetry off)
 from serving.app import NoModelError, Served, ServingApp
@@ -35,6 +39,15 @@ K = Annotated[int, Field(ge=1, le=SP.max_k)]
 History = Annotated[list[Id], Field(max_length=SP.max_history)]
 
 
+@dataclass
+class BatchTiming:
+    """Where one request's time went inside the service (the `Server-Timing` header)."""
+
+    queue_ms: float  # queued until its pass started
+    handle_ms: float  # the pass: `ServingApp.handle` on the worker thread (model and log)
+    batch: int  # requests answered by that pass
+
+
 class MicroBatcher:
     """Collects concurrent requests and answers them with one `ServingApp.handle` call.
 
@@ -47,12 +60,12 @@ class MicroBatcher:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.worker: asyncio.Task | None = None
 
-    async def submit(self, req: Request, bucket: str | None) -> "Served":
+    async def submit(self, req: Request, bucket: str | None) -> tuple[Served, BatchTiming]:
         """Queue one request; resolves when its batch is served."""
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._run())
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((req, bucket, fut))
+        await self.queue.put((req, bucket, fut, time.perf_counter()))
         return await fut
 
     async def _run(self) -> None:
@@ -71,11 +84,13 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except TimeoutError:
                     break
-            reqs, buckets, futs = zip(*batch, strict=True)
+            reqs, buckets, futs, queued = zip(*batch, strict=True)
             try:
+                t0 = time.perf_counter()
                 served = await asyncio.to_thread(self.app.handle, list(reqs), None, list(buckets))
-                for fut, s in zip(futs, served, strict=True):
-                    fut.set_result(s)
+                handle_ms = (time.perf_counter() - t0) * 1e3
+                for fut, s, q in zip(futs, served, queued, strict=True):
+                    fut.set_result((s, BatchTiming((t0 - q) * 1e3, handle_ms, len(batch))))
             except Exception as err:  # noqa: BLE001 - every waiting request gets the error
                 for fut in futs:
                     if not fut.done():
@@ -98,6 +113,7 @@ class Sidflow:
     async def recommend(self, user_id: Id, scene: Scene, ctx: bentoml.Context, k: K = 10,
                         history: History | None = None) -> dict:  # fmt: skip
         """Recommendations for one user in one scene (bounds from params.yaml `serving:`)."""
+        t_in = time.perf_counter()
         headers = ctx.request.headers
         forced = None
         if headers.get(QA_BUCKET_HEADER):
@@ -109,14 +125,21 @@ class Sidflow:
                 return {"error": f"{QA_BUCKET_HEADER} needs a valid {QA_TOKEN_HEADER}"}
             forced = bucket.name
         try:
-            s = await self.batcher.submit(Request(user_id, scene, k, list(history or [])), forced)
+            s, timing = await self.batcher.submit(
+                Request(user_id, scene, k, list(history or [])), forced
+            )
         except NoModelError as err:
             ctx.response.status_code = 503
             return {"error": str(err)}
         version = self.app.state()
         sid = next((v.get("sid_version") for v in (version.get("promoted"), version.get("candidate"))
                     if v and v["tag"] == s.model), None)  # fmt: skip
-        return {
+        # Server-Timing (W3C): queue wait, the batched pass, and all of this handler
+        ctx.response.headers["server-timing"] = (
+            f"queue;dur={timing.queue_ms:.2f}, handle;dur={timing.handle_ms:.2f}, "
+            f"api;dur={(time.perf_counter() - t_in) * 1e3:.2f}, batch;desc={timing.batch}"
+        )
+        body = {
             "request_id": s.request_id,
             "user_id": s.user_id,
             "scene": s.scene,
@@ -130,6 +153,9 @@ class Sidflow:
                 for i, x in zip(s.rec.items, s.rec.scores, strict=True)
             ],  # fmt: skip
         }
+        # Serialised here: BentoML's generic path rebuilds the output's JSON schema on every
+        # response (~1 ms on this CPU); a Response is sent as it is.
+        return Response(to_json(body), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/metadata")
     def metadata(self) -> dict:

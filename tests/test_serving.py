@@ -85,6 +85,10 @@ def test_recommendations_come_from_the_catalogue(served):
         assert len(body["items"]) == 8 and {i["item_id"] for i in body["items"]} <= catalogue
         assert body["bucket"] in {"control", "treatment"} and body["request_id"]
         assert body["model"].startswith("sidflow-recommender:")
+        timing = dict(p.strip().split(";", 1) for p in r.headers["server-timing"].split(","))
+        assert {"queue", "handle", "api", "batch"} <= set(timing)
+        handle, api = (float(timing[k].removeprefix("dur=")) for k in ("handle", "api"))
+        assert 0 < handle <= api  # the batched pass is part of the handler's time
     assert _post(url, {"user_id": "someone-new", "scene": "search", "k": 3}).json()["fallback"]
     meta = httpx.post(f"{url}/metadata", json={}, timeout=10).json()
     assert meta["promoted"]["sid_version"].startswith("sid-")
