@@ -44,7 +44,7 @@ class BatchTiming:
     """Where one request's time went inside the service (the `Server-Timing` header)."""
 
     queue_ms: float  # queued until its pass started
-    handle_ms: float  # the pass: `ServingApp.handle` on the worker thread (model and log)
+    handle_ms: float  # the pass: `ServingApp.handle` (model, features, log) and the thread hop
     batch: int  # requests answered by that pass
 
 
