@@ -17,7 +17,7 @@ import pandas as pd
 
 from serving import ab
 from serving.bundle import bundle_path
-from serving.exposure_log import Shown, append, exposure_rows
+from serving.exposure_log import append, exposure_rows
 from serving.recommender import Recommendation, Recommender, Request
 from sidflow.config import Params
 from sidflow.registry import Registry, serving_version
@@ -134,7 +134,5 @@ class ServingApp:
             for i, r in enumerate(requests)
         ]
         if self.log:
-            shown = [Shown(s.request_id, times[i], s.user_id, s.scene, s.bucket, s.model,
-                           s.rec.items) for i, s in enumerate(served)]  # fmt: skip
-            append(self.wd.root, exposure_rows(shown, self._prices))
+            append(self.wd.root, exposure_rows(served, times, self._prices))
         return served

@@ -12,14 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.canonical import write_parquet_atomic
+
+if TYPE_CHECKING:
+    from serving.app import Served
 
 EXTRA = ["bucket", "model"]  # besides the canonical columns
 
@@ -46,38 +49,28 @@ SCHEMA = pa.schema(
 )
 
 
-@dataclass
-class Shown:
-    """One response as the log records it: what was shown to whom, by which bucket and model."""
-
-    request_id: str
-    ts: pd.Timestamp
-    user_id: str
-    scene: str
-    bucket: str
-    model: str
-    items: list[str]
-
-
-def exposure_rows(shown: list[Shown], prices: dict[str, float]) -> dict[dt.date, pa.Table]:
-    """The canonical exposure events of a batch of responses, one table per UTC day
-    (position = 0-based rank shown). Built column by column: this runs on every request."""
-    by_day: dict[dt.date, list[Shown]] = {}
-    for s in shown:
-        by_day.setdefault(pd.Timestamp(s.ts).tz_convert("UTC").date(), []).append(s)
+def exposure_rows(served: list[Served], times: list[pd.Timestamp],
+                  prices: dict[str, float]) -> dict[dt.date, pa.Table]:  # fmt: skip
+    """The canonical exposure events of a batch of responses (`served[i]` answered at
+    `times[i]`), one table per UTC day (position = 0-based rank shown). Built column by
+    column: this runs on every request."""
+    by_day: dict[dt.date, list[tuple[Served, pd.Timestamp]]] = {}
+    for s, ts in zip(served, times, strict=True):
+        by_day.setdefault(pd.Timestamp(ts).tz_convert("UTC").date(), []).append((s, ts))
     tables = {}
     for day, group in by_day.items():
         cols: dict[str, list] = {name: [] for name in SCHEMA.names}
-        for s in group:
-            n = len(s.items)
+        for s, ts in group:
+            items = s.rec.items
+            n = len(items)
             cols["event_id"] += [f"{s.request_id}-{p}-exposure" for p in range(n)]
-            cols["ts"] += [s.ts] * n
+            cols["ts"] += [ts] * n
             for name in ("user_id", "request_id", "scene", "bucket", "model"):
                 cols[name] += [getattr(s, name)] * n
-            cols["item_id"] += s.items
+            cols["item_id"] += items
             cols["event_type"] += ["exposure"] * n
             cols["position"] += range(n)
-            cols["price"] += [prices.get(i) for i in s.items]
+            cols["price"] += [prices.get(i) for i in items]
         tables[day] = pa.table(cols, schema=SCHEMA)
     return tables
 
