@@ -15,20 +15,33 @@ feature) through sqlite3's Python converter; `read_serialized` takes keys serial
 reads through a memory map. `SqliteOnlineStore.online_read` and `serialize_entity_key`
 stay the references; tests check they agree.
 
+Key index (`index_join_key`, e.g. `user_id`): Feast's serialized key sorts join keys by
+name, so a (user, seller) key starts with the seller and one user's rows are scattered over
+the table. For views keyed by that join key and others, the store keeps a second table
+`<view table>__by_<join key>` of (join-key value, entity key), written in the same
+transaction as the features. A serving read of one user's ~200 candidate sellers then
+scans the user's few keys once and probes only those (most candidates have no row: ~95%
+on the large world) instead of one B-tree probe per candidate. The index is created and
+filled from the view's table by `feast apply` (`update`) or the first write, so a store
+written before it existed is indexed on the next apply; only this class maintains it, so
+a store materialized by Feast's own `sqlite` type must not be read with an index.
+
 Use it in feature_store.yaml as
     online_store:
       type: features.online_sqlite.BatchedSqliteOnlineStore
+      index_join_key: user_id   # optional
 """
 
 from __future__ import annotations
 
+import sqlite3
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from feast import FeatureView, RepoConfig
-from feast.infra.key_encoding_utils import serialize_entity_key
+from feast import Entity, FeatureView, RepoConfig
+from feast.infra.key_encoding_utils import deserialize_entity_key, serialize_entity_key
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.infra.online_stores.sqlite import (
     SqliteOnlineStore,
@@ -48,14 +61,25 @@ MMAP_BYTES = 1 << 40  # the whole file; SQLite maps what exists, a cap rather th
 
 
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    """Same settings as Feast's `sqlite` online store (`path`, ...)."""
+    """Feast's `sqlite` online store settings (`path`, ...) and `index_join_key`."""
 
     type: Literal["features.online_sqlite.BatchedSqliteOnlineStore"] = TYPE  # type: ignore[assignment]
+    index_join_key: str | None = None  # keep a key index on this join key (module docstring)
 
 
 def _epoch(ts: datetime | None) -> int | None:
     """A timestamp as Feast's SQLite adapter stores it (int seconds of the naive UTC time)."""
     return None if ts is None else int(to_naive_utc(ts).timestamp())
+
+
+def _index_id(table_name: str, join_key: str) -> str:
+    """Name of the key index table of a view's table."""
+    return f"{table_name}__by_{join_key}"
+
+
+def _index_value(value: ValueProto) -> bytes:
+    """How a join-key value is stored in a key index (its serialized `ValueProto`)."""
+    return value.SerializeToString()
 
 
 def _rows(data: list[Row], key_version: int) -> Iterator[tuple]:
@@ -97,12 +121,87 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             "value = excluded.value, value_text = excluded.value_text, "
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
         )
-        rows = sorted(_rows(data, config.entity_key_serialization_version))
+        version = config.entity_key_serialization_version
+        rows = sorted(_rows(data, version))
         conn = self._get_conn(config)
         with conn:  # one transaction per view and batch, as Feast's own write
             conn.executemany(upsert, rows)
+            join_key = self._index_join_key(config, table)
+            if join_key:  # the key index changes with the rows, in the same transaction
+                index = _index_id(name, join_key)
+                if not self._ensure_index(conn, config, name, join_key):
+                    entries = {
+                        (_index_value(k.entity_values[list(k.join_keys).index(join_key)]),
+                         serialize_entity_key(k, entity_key_serialization_version=version))
+                        for k, *_ in data
+                    }  # fmt: skip
+                    conn.executemany(
+                        f"INSERT OR IGNORE INTO {_quote_id(index)} VALUES (?, ?)", sorted(entries)
+                    )
         if progress:
             progress(len(data))
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        """Feast's `update` (create / drop the views' tables), then the same for key indexes:
+        a kept view's index is created and filled from its table if missing."""
+        super().update(
+            config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial
+        )
+        conn = self._get_conn(config)
+        versioning = config.registry.enable_online_feature_view_versioning
+        join_key = config.online_store.index_join_key
+        for table in tables_to_delete:
+            if join_key:
+                name = _index_id(_table_id(config.project, table, versioning), join_key)
+                conn.execute(f"DROP TABLE IF EXISTS {_quote_id(name)}")
+        for table in tables_to_keep:
+            if self._index_join_key(config, table):
+                with conn:
+                    if not conn.in_transaction:
+                        conn.execute("BEGIN")
+                    self._ensure_index(
+                        conn, config, _table_id(config.project, table, versioning), join_key
+                    )
+
+    @staticmethod
+    def _index_join_key(config: RepoConfig, table: FeatureView) -> str | None:
+        """The configured index join key, if `table` is keyed by it and by another key."""
+        store = config.online_store
+        key = getattr(store, "index_join_key", None)
+        if not key or store.vector_enabled or store.enable_openai_compatible_store:
+            return None  # (Feast's own write path, which keeps no index)
+        join_keys = [c.name for c in table.entity_columns]
+        return key if key in join_keys and len(join_keys) > 1 else None
+
+    def _ensure_index(
+        self, conn: sqlite3.Connection, config: RepoConfig, name: str, join_key: str
+    ) -> bool:
+        """Create the key index of table `name` and fill it from the table's keys, inside the
+        caller's transaction; False if it already existed."""
+        index = _index_id(name, join_key)
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        if conn.execute(exists, (index,)).fetchone():
+            return False
+        conn.execute(
+            f"CREATE TABLE {_quote_id(index)} (value BLOB, entity_key BLOB, "
+            "PRIMARY KEY (value, entity_key)) WITHOUT ROWID"
+        )
+        version = config.entity_key_serialization_version
+        entries = []
+        for (key,) in conn.execute(f"SELECT DISTINCT entity_key FROM {_quote_id(name)}"):
+            proto = deserialize_entity_key(key, entity_key_serialization_version=version)
+            value = proto.entity_values[list(proto.join_keys).index(join_key)]
+            entries.append((_index_value(value), key))
+        conn.executemany(f"INSERT INTO {_quote_id(index)} VALUES (?, ?)", sorted(entries))
+        return True
 
     def _get_conn(self, config: RepoConfig):  # noqa: ANN202 - sqlite3.Connection
         """Feast's connection, reading through a memory map: an index probe then touches
@@ -130,22 +229,35 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         return self.read_serialized(config, table, keys)
 
     def read_serialized(
-        self, config: RepoConfig, table: FeatureView, keys: list[bytes]
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        keys: list[bytes],
+        index_value: str | None = None,
     ) -> list[ReadRow]:
-        """`online_read` for keys already serialized (`string_entity_keys`)."""
+        """`online_read` for keys already serialized (`string_entity_keys`). `index_value`:
+        the (string) value of `index_join_key` that every key has, e.g. the user of a
+        request: if the view has a key index, only that value's stored keys are probed."""
         name = _table_id(
             config.project, table, config.registry.enable_online_feature_view_versioning
         )
+        probe = keys
+        if index_value is not None and self._index_join_key(config, table):
+            stored = self._indexed_keys(config, name, index_value)
+            if stored is not None:
+                probe = [k for k in keys if k in stored]
         # CAST drops the column's declared type, so sqlite3 returns the stored epoch seconds
         # instead of calling Feast's `timestamp` converter for every (entity, feature) row.
         rows = (
             self._get_conn(config)
             .execute(
                 "SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) "
-                f"FROM {_quote_id(name)} WHERE entity_key IN ({','.join('?' * len(keys))})",
-                keys,
+                f"FROM {_quote_id(name)} WHERE entity_key IN ({','.join('?' * len(probe))})",
+                probe,
             )
             .fetchall()
+            if probe
+            else []
         )
         found: dict[bytes, tuple[int, dict[str, ValueProto]]] = {}
         for key, feature, blob, ts in rows:
@@ -159,6 +271,25 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         return [
             (_from_epoch(found[k][0]), found[k][1]) if k in found else (None, None) for k in keys
         ]
+
+    def _indexed_keys(self, config: RepoConfig, name: str, value: str) -> set[bytes] | None:
+        """The stored entity keys of table `name` whose index join key is `value`; None if
+        the table has no key index (not applied since the index was configured)."""
+        index = _index_id(name, config.online_store.index_join_key)
+        try:
+            rows = (
+                self._get_conn(config)
+                .execute(
+                    f"SELECT entity_key FROM {_quote_id(index)} WHERE value = ?",
+                    (_index_value(ValueProto(string_val=value)),),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as err:  # no such table
+            if "no such table" not in str(err):
+                raise
+            return None
+        return {k for (k,) in rows}
 
 
 def string_entity_keys(join_keys: list[str], rows: list[list[str]]) -> list[bytes]:

@@ -208,9 +208,15 @@ class OnlineFeatures:
         self._items_loaded = -np.inf
 
     def _read(
-        self, view: FeatureView, join_keys: list[str], rows: list[list[str]], names: list[str]
+        self,
+        view: FeatureView,
+        join_keys: list[str],
+        rows: list[list[str]],
+        names: list[str],
+        user_id: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Values [len(rows), len(names)] and row times [len(rows)] (epoch s) of `view`'s keys."""
+        """Values [len(rows), len(names)] and row times [len(rows)] (epoch s) of `view`'s keys
+        (`user_id`: every row's user, for the SQLite store's key index)."""
         out = np.full((len(rows), len(names)), np.nan)
         stamps = np.full(len(rows), np.nan)
         if not rows:
@@ -218,7 +224,7 @@ class OnlineFeatures:
         online = self._provider.online_store
         if isinstance(online, BatchedSqliteOnlineStore):  # keys serialized in one pass
             found = online.read_serialized(
-                self.store.config, view, string_entity_keys(join_keys, rows)
+                self.store.config, view, string_entity_keys(join_keys, rows), user_id
             )
         else:
             keys = []
@@ -277,7 +283,7 @@ class OnlineFeatures:
                 attr = view.name.removeprefix("user_")
                 values = sorted(set(keys[attr]) - {MISSING_KEY})
                 rows, stamps = self._read(
-                    view, ["user_id", attr], [[user_id, v] for v in values], names
+                    view, ["user_id", attr], [[user_id, v] for v in values], names, user_id
                 )
                 rows = np.vstack(
                     [self._expire(view, rows, stamps, now), np.full(len(names), np.nan)]
