@@ -424,7 +424,7 @@ def load_params(path: Path | str | None = None, overrides: dict | None = None) -
         raise ParamsError(f"{path}: not valid YAML: {e}") from e
     for dotted, value in (overrides or {}).items():
         # strings are read as YAML, as in the file: "tiny", "0.5", "{50: 0.1}", "[a, b]"
-        _set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
+        set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
     try:
         params = Params.model_validate(raw)
     except ValidationError as e:
@@ -434,7 +434,8 @@ def load_params(path: Path | str | None = None, overrides: dict | None = None) -
     return params
 
 
-def _set_dotted(tree: dict, dotted: str, value: object) -> None:
+def set_dotted(tree: dict, dotted: str, value: object) -> None:
+    """Set `tree["a"]["b"]["c"] = value` for `dotted` = "a.b.c", creating missing levels."""
     keys = dotted.split(".")
     node = tree
     for k in keys[:-1]:

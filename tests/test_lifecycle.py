@@ -2,6 +2,7 @@
 on; a candidate that misses a gate is not promoted and the promoted model keeps serving."""
 
 import pandas as pd
+from quick_graph import QUICK_TINY
 
 from data_contracts.quarantine import Quarantine
 from ingestion.warehouse import Warehouse
@@ -27,12 +28,7 @@ def test_whole_graph_two_days_bad_batch_and_failed_gate(tiny_params, tiny_world,
     pd.concat([good, bad]).to_parquet(workdir.raw_dir("events", d0) / "partner.parquet")
     # One day of history is little: the tiny world's first SID table has ~10% collisions before
     # dedup and its first retriever barely trains (HR@50 ~ 0), so day d0's floors are lowered.
-    loose = {"world.size": "tiny", "gates.sid.max_collision_rate": 0.25,
-             "gates.retriever.hr_floor": {50: 0.0, 100: 0.0, 200: 0.0},
-             "gates.retriever.purchase_hr_floor": {50: 0.0, 100: 0.0, 200: 0.0},
-             "gates.ranker.min_auc": 0.0, "gates.ranker.max_auc_gap": 1.0,
-             # what the gates decide matters here, not model quality: shorter training
-             "sid.encoder.epochs": 5, "retriever.train.epochs": 1.0, "alignment.max_steps": 10}  # fmt: skip
+    loose = QUICK_TINY
     [run0] = run_days(load_params(overrides=loose), [d0], loose)
     assert run0.success, run0
     quarantined = Quarantine(workdir.root / "quarantine").read_rows("events", d0)

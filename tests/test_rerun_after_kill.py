@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from quick_graph import quick_params_file
 
 from ingestion.warehouse import Warehouse
 from sidflow.config import PROJECT_ROOT
@@ -25,13 +25,7 @@ def _run(params_file: Path) -> subprocess.Popen:
 
 
 def test_kill_mid_run_then_rerun(tmp_path):
-    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    raw["world"]["size"] = "tiny"
-    # two days of 150 users are too few for the ranker to reach the 0.60 AUC floor (~0.57)
-    raw["gates"]["ranker"]["min_auc"] = 0.5
-    raw["workdir"] = str(tmp_path / "work")
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = quick_params_file(tmp_path, tmp_path / "work")
     wd = Workdir(tmp_path / "work")
 
     proc = _run(params_file)

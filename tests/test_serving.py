@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import yaml
+from quick_graph import quick_params_file
 
 from data_contracts.quarantine import Quarantine
 from data_contracts.runner import validate_table
@@ -23,7 +23,7 @@ from ingestion.warehouse import Warehouse
 from serving import ab, launch
 from serving.bundle import bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
-from sidflow.config import PROJECT_ROOT, ServingParams, load_params
+from sidflow.config import ServingParams, load_params
 from sidflow.pipeline import run_days
 from sidflow.registry import Registry
 from sidflow.workdir import Workdir
@@ -35,13 +35,7 @@ QA_TOKEN = "qa-secret-for-tests"
 def served(tmp_path_factory: pytest.TempPathFactory):
     """A trained + promoted tiny bundle and a running `bentoml serve` on a free port."""
     root = tmp_path_factory.mktemp("serving")
-    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    raw["world"]["size"] = "tiny"
-    # two days of 150 users are too few for the ranker to reach the 0.60 AUC floor (~0.57)
-    raw["gates"]["ranker"]["min_auc"] = 0.5
-    raw["workdir"] = str(root / "work")
-    params_file = root / "params.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = quick_params_file(root, root / "work")
     env_before = os.environ.get("SIDFLOW_WORKDIR")
     os.environ.pop("SIDFLOW_WORKDIR", None)
     params = load_params(params_file)
