@@ -125,6 +125,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         rows = sorted(_rows(data, version))
         conn = self._get_conn(config)
         with conn:  # one transaction per view and batch, as Feast's own write
+            if not conn.in_transaction:  # (also when `rows` is empty: the index below is in it)
+                conn.execute("BEGIN")
             conn.executemany(upsert, rows)
             join_key = self._index_join_key(config, table)
             if join_key:  # the key index changes with the rows, in the same transaction
