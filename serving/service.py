@@ -97,7 +97,10 @@ class MicroBatcher:
                         fut.set_exception(err)
 
 
-@bentoml.service(name="sidflow", http={"port": SP.port}, traffic={"timeout": 30})
+UNTRACED = {} if SP.trace_recommend else {"tracing": {"excluded_urls": ["/recommend"]}}
+
+
+@bentoml.service(name="sidflow", http={"port": SP.port}, traffic={"timeout": 30}, **UNTRACED)
 class Sidflow:
     """Retriever + ranker behind A/B buckets, with exposure logging."""
 

@@ -326,6 +326,9 @@ class ServingParams(Strict):
     # torch intra-op threads per worker: a micro-batch of small matmuls loses more to thread
     # hand-offs than it gains (benchmarks/serve.py: HTTP p50 81 -> 60 ms, 18 -> 23 req/s)
     torch_threads: int = Field(1, ge=1)
+    # OpenTelemetry spans for /recommend. BentoML creates them even without a tracing exporter,
+    # where they go nowhere (~0.2 ms of a ~3 ms HTTP overhead); turn on with an exporter.
+    trace_recommend: bool = False
     salt: str = "sidflow-ab-1"
     buckets: list[BucketParams] = [
         BucketParams(name="control", share=0.8, model="promoted"),
