@@ -327,7 +327,7 @@ class ServingParams(Strict):
     # hand-offs than it gains (benchmarks/serve.py: HTTP p50 81 -> 60 ms, 18 -> 23 req/s)
     torch_threads: int = Field(1, ge=1)
     # OpenTelemetry spans for /recommend. BentoML creates them even without a tracing exporter,
-    # where they go nowhere (~0.2 ms of a ~3 ms HTTP overhead); turn on with an exporter.
+    # where they go nowhere (0.2-1 ms of a ~3 ms HTTP overhead here); on with an exporter.
     trace_recommend: bool = False
     salt: str = "sidflow-ab-1"
     buckets: list[BucketParams] = [
