@@ -82,10 +82,15 @@ def _index_value(value: ValueProto) -> bytes:
     return value.SerializeToString()
 
 
-def _rows(data: list[Row], key_version: int) -> Iterator[tuple]:
-    """(entity_key, feature_name, value, value_text, event_ts, created_ts) as Feast writes them."""
-    for entity_key, values, event_ts, created_ts in data:
-        key = serialize_entity_key(entity_key, entity_key_serialization_version=key_version)
+def _index_value_of(key: EntityKeyProto, join_key: str) -> bytes:
+    """The index value of `key`'s `join_key`."""
+    return _index_value(key.entity_values[list(key.join_keys).index(join_key)])
+
+
+def _rows(data: list[Row], keys: list[bytes]) -> Iterator[tuple]:
+    """(entity_key, feature_name, value, value_text, event_ts, created_ts) as Feast writes them
+    (`keys`: the serialized entity keys of `data`)."""
+    for key, (_, values, event_ts, created_ts) in zip(keys, data, strict=True):
         event, created = _epoch(event_ts), _epoch(created_ts)
         for feature, value in values.items():
             text, _ = extract_text_and_num(value, False)
@@ -122,7 +127,8 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
         )
         version = config.entity_key_serialization_version
-        rows = sorted(_rows(data, version))
+        keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k, *_ in data]
+        rows = sorted(_rows(data, keys))
         conn = self._get_conn(config)
         with conn:  # one transaction per view and batch, as Feast's own write
             if not conn.in_transaction:  # (also when `rows` is empty: the index below is in it)
@@ -133,10 +139,9 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
                 index = _index_id(name, join_key)
                 if not self._ensure_index(conn, config, name, join_key):
                     entries = {
-                        (_index_value(k.entity_values[list(k.join_keys).index(join_key)]),
-                         serialize_entity_key(k, entity_key_serialization_version=version))
-                        for k, *_ in data
-                    }  # fmt: skip
+                        (_index_value_of(entity, join_key), key)
+                        for key, (entity, *_) in zip(keys, data, strict=True)
+                    }
                     conn.executemany(
                         f"INSERT OR IGNORE INTO {_quote_id(index)} VALUES (?, ?)", sorted(entries)
                     )
@@ -200,8 +205,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         entries = []
         for (key,) in conn.execute(f"SELECT DISTINCT entity_key FROM {_quote_id(name)}"):
             proto = deserialize_entity_key(key, entity_key_serialization_version=version)
-            value = proto.entity_values[list(proto.join_keys).index(join_key)]
-            entries.append((_index_value(value), key))
+            entries.append((_index_value_of(proto, join_key), key))
         conn.executemany(f"INSERT INTO {_quote_id(index)} VALUES (?, ?)", sorted(entries))
         return True
 
