@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import jinja2
 
-from features.schema import TIMESTAMP, ViewSpec, view_specs
+from features.schema import TIMESTAMP, U2I_ATTRIBUTES, ViewSpec, view_specs
 from ingestion.warehouse import Warehouse
 from sidflow.config import FeaturesParams
 
@@ -67,6 +67,26 @@ class FeatureTablesReport:
         }
 
 
+def execute_script(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> None:
+    """Run the `;`-separated statements of `sql`; `params` go to those that name a `$param`."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            con.execute(statement, params if params and "$" in statement else None)
+
+
+def _keys_with_values(con: duckdb.DuckDBPyConnection, key_columns: list[str]) -> list[str]:
+    """The key columns that have a non-null value (an ENUM needs at least one member)."""
+
+    def table(key: str) -> str:
+        return "items" if key in U2I_ATTRIBUTES else "events"
+
+    return [
+        k
+        for k in key_columns
+        if con.execute(f"SELECT 1 FROM {table(k)} WHERE {k} IS NOT NULL LIMIT 1").fetchone()
+    ]
+
+
 def _context(fp: FeaturesParams) -> dict:
     return {
         "windows": fp.windows_days,
@@ -97,8 +117,12 @@ def _write_day(
 ) -> None:
     """Write one day's rows of `table` to `path` atomically (temp file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    cols = ", ".join(spec.columns)
-    order = ", ".join(spec.join_keys)
+    # the keys are ENUMs (events_window.sql): written as plain strings, since parquet would
+    # otherwise carry the whole ENUM dictionary in every file
+    cols = ", ".join(
+        f"CAST({c} AS VARCHAR) AS {c}" if c in spec.join_keys else c for c in spec.columns
+    )
+    order = ", ".join(spec.join_keys)  # the VARCHAR columns (sorting the ENUMs is slower)
     con.execute(
         f"COPY (SELECT {cols} FROM {table} WHERE d = DATE '{day.isoformat()}' ORDER BY {order}) "
         f"TO '{tmp.as_posix()}' (FORMAT parquet)"
@@ -139,7 +163,15 @@ def compute_feature_tables(
                 f"{latest}; ingest that day first (warehouse_events)"
             )
         ctx = _context(fp)
-        con.execute(render_sql("events_window", **ctx), days)
+        key_columns = sorted({k for spec in specs.values() for k in spec.join_keys})
+        script = render_sql(
+            "events_window",
+            key_columns=key_columns,
+            item_attributes=U2I_ATTRIBUTES,
+            enum_keys=_keys_with_values(con, key_columns),
+            **ctx,
+        )
+        execute_script(con, script, days)
         con.execute(render_sql("day_context", **ctx), days)
         flags = con.execute(
             "SELECT has_exposure, has_click, has_cart, has_purchase FROM fe_day_context "
