@@ -14,8 +14,8 @@ code (`models.tokenizer.embeddings`, UNGER-style fused semantic + collaborative 
 Fused SIDs scored below text SIDs here (test Recall@10 0.0329 vs 0.0355, README). Either is
 quantised by the tokenizer's residual k-means (`models.tokenizer.rq_kmeans`):
 capacity-constrained for UniRec, plain RQ-KMeans for the TIGER-like baseline; exposure
-weight = training interaction count + 1. Each method's training is time-boxed (arguments) and the best
-checkpoint is chosen on the validation split; the test split is scored once.
+weight = training interaction count + 1. Each method's training is time-boxed (arguments)
+and the best checkpoint is chosen on the validation split; the test split is scored once.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def item_embeddings(items: pd.DataFrame, cache: Path) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def fused_embeddings(items: pd.DataFrame, train_rows: np.ndarray, users: np.ndarray,
+def stage_embeddings(items: pd.DataFrame, train_rows: np.ndarray, users: np.ndarray,
                      source: str, cache: Path) -> np.ndarray:  # fmt: skip
     """(N, D) embeddings of `source` (fused | collaborative | semantic) from the project's SID
     embedding code; `train_rows` are item rows (0-based) of the training interactions in
@@ -152,7 +152,7 @@ class Beauty:
         if embedding == "minilm":  # the benchmark's own text (title. brand. category path)
             x = item_embeddings(self.space.items, cache / "minilm.npy")
         else:
-            x = fused_embeddings(self.space.items, rows - 1, self.train_all.user_id, embedding,
+            x = stage_embeddings(self.space.items, rows - 1, self.train_all.user_id, embedding,
                                  cache)  # fmt: skip
         self.embedding = embedding
         w = self.train_counts[self.space.ids("item_id", ids)] + 1.0

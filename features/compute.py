@@ -67,23 +67,25 @@ class FeatureTablesReport:
         }
 
 
-def execute_script(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> None:
+def _execute_script(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> None:
     """Run the `;`-separated statements of `sql`; `params` go to those that name a `$param`."""
     for statement in sql.split(";"):
         if statement.strip():
             con.execute(statement, params if params and "$" in statement else None)
 
 
-def _keys_with_values(con: duckdb.DuckDBPyConnection, key_columns: list[str]) -> list[str]:
+def _key_sources(specs: dict[str, ViewSpec]) -> dict[str, str]:
+    """Every join key of the views -> the table its values come from (items or events)."""
+    keys = sorted({k for spec in specs.values() for k in spec.join_keys})
+    return {k: "items" if k in U2I_ATTRIBUTES else "events" for k in keys}
+
+
+def _keys_with_values(con: duckdb.DuckDBPyConnection, sources: dict[str, str]) -> list[str]:
     """The key columns that have a non-null value (an ENUM needs at least one member)."""
-
-    def table(key: str) -> str:
-        return "items" if key in U2I_ATTRIBUTES else "events"
-
     return [
         k
-        for k in key_columns
-        if con.execute(f"SELECT 1 FROM {table(k)} WHERE {k} IS NOT NULL LIMIT 1").fetchone()
+        for k, table in sources.items()
+        if con.execute(f"SELECT 1 FROM {table} WHERE {k} IS NOT NULL LIMIT 1").fetchone()
     ]
 
 
@@ -163,15 +165,14 @@ def compute_feature_tables(
                 f"{latest}; ingest that day first (warehouse_events)"
             )
         ctx = _context(fp)
-        key_columns = sorted({k for spec in specs.values() for k in spec.join_keys})
+        sources = _key_sources(specs)
         script = render_sql(
             "events_window",
-            key_columns=key_columns,
-            item_attributes=U2I_ATTRIBUTES,
-            enum_keys=_keys_with_values(con, key_columns),
+            key_sources=sources,
+            enum_keys=_keys_with_values(con, sources),
             **ctx,
         )
-        execute_script(con, script, days)
+        _execute_script(con, script, days)
         con.execute(render_sql("day_context", **ctx), days)
         flags = con.execute(
             "SELECT has_exposure, has_click, has_cart, has_purchase FROM fe_day_context "

@@ -11,7 +11,7 @@
 DROP TYPE IF EXISTS fe_{{ key }}_t;
 CREATE TEMP TYPE fe_{{ key }}_t AS ENUM (
     SELECT DISTINCT {{ key }}
-    FROM {{ "items" if key in item_attributes else "events" }}
+    FROM {{ key_sources[key] }}
     WHERE {{ key }} IS NOT NULL
     ORDER BY {{ key }}
 );
@@ -21,9 +21,9 @@ SELECT
     e.day,
     e.ts,
     e.event_type,
-    e.price{% for key in key_columns %},
-    CAST({{ "i" if key in item_attributes else "e" }}.{{ key }} AS {{ "fe_%s_t" % key if key in enum_keys else "VARCHAR" }}) AS {{ key }}
+    e.price{% for key, source in key_sources.items() %},
+    CAST({{ source[0] }}.{{ key }} AS {{ "fe_%s_t" % key if key in enum_keys else "VARCHAR" }}) AS {{ key }}
 {%- endfor %}
-FROM events AS e
+FROM events AS e  -- e / i: the first letter of the key's source table
 LEFT JOIN items AS i USING (item_id)
 WHERE e.day BETWEEN CAST($first_day AS DATE) - {{ max_window }} AND CAST($last_day AS DATE);
