@@ -168,7 +168,8 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> Uni
         raise ValueError(f"{path}: not a retriever checkpoint (no config in its metadata)")
     state = load_file(str(path), device=str(device))
     cfg = UniRecConfig.from_json(meta["config"])
-    model = UniRec(cfg, state["inputs.item_fields"], state["inputs.item_sids"])
+    model = UniRec(cfg, state["inputs.item_fields"], state["inputs.item_sids"],
+                   state.get("nodes.codes"), state.get("nodes.item_ids"))  # fmt: skip
     model.load_state_dict(state)
     return model.to(device).eval()
 

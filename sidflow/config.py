@@ -91,6 +91,7 @@ class RetrieverModelParams(Strict):
     d_hash: int = Field(32, gt=0)
     capacity_sids: bool = True  # False = plain RQ-KMeans SIDs (ablation / TIGER-like)
     self_attention: bool = True  # causal self-attention over the decoding path
+    encoder_layers: int = Field(0, ge=0)  # self-attention blocks over the history (0 = as §3.5)
     d_model: int = Field(128, gt=0)
     n_layers: int = Field(3, gt=0)  # D
     n_heads: int = Field(8, gt=0)
@@ -104,6 +105,9 @@ class RetrieverModelParams(Strict):
     seq_fields: list[str] = ["item_id", "seller", "brand", "cat_l2", "cat_l3"]
     profile_fields: list[str] = ["user_id", "age_bucket", "region"]
     dropout: float = Field(0.0, ge=0, lt=1)  # see params.yaml
+    node_dim: int = Field(0, ge=0)  # per-trie-edge output vectors in the rank heads; 0 = off
+    trie_softmax: bool = False  # each step's softmax over the trie node's children only
+    node_tie: bool = False  # edge vectors also read the input item embeddings below the edge
 
 
 class RetrieverTrainParams(Strict):

@@ -47,10 +47,19 @@ def test_beam_wider_than_catalogue_pads():
     self_attention=st.booleans(),
     chain=st.sampled_from([[], ["cat_l2"], ["cat_l2", "cat_l3"]]),
     content_summary=st.booleans(),
+    nodes=st.sampled_from([(0, False), (4, False), (4, True)]),  # (node_dim, node_tie)
+    trie_softmax=st.booleans(),
 )
-def test_fast_beam_equals_reference(seed, beam, self_attention, chain, content_summary):
+def test_fast_beam_equals_reference(seed, beam, self_attention, chain, content_summary, nodes,
+                                    trie_softmax):  # fmt: skip
+    node_dim, node_tie = nodes
     p = parts(n_items=40, seed=seed % 7, self_attention=self_attention, chain=chain,
-              content_summary=content_summary)  # fmt: skip
+              content_summary=content_summary, node_dim=node_dim, node_tie=node_tie,
+              trie_softmax=trie_softmax)  # fmt: skip
+    if node_dim:  # trie-edge vectors start at zero: give them values that change the ranking
+        torch.manual_seed(seed)
+        for emb in [*p.model.nodes.emb, *p.model.nodes.bias]:
+            torch.nn.init.normal_(emb.weight)
     b = batch(p, 2, seed=seed)
     b = {k: v for k, v in b.items() if k not in ("target", "item_row")}
     items, scores = beam_search(p.model, b, p.trie, beam_size=beam)

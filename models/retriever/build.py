@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from models.data import BEHAVIOURS, FeatureSpace, task_names
 from models.retriever.model import UniRec, UniRecConfig
@@ -36,5 +37,7 @@ def build_retriever(params: RetrieverModelParams, items: pd.DataFrame, users: pd
     cfg = UniRecConfig(path=paths.spec, tasks=task_names(scenes), field_vocab=space.field_sizes,
                        n_event_types=len(BEHAVIOURS), sid_vocab=k,
                        model=params.model_dump())  # fmt: skip
-    model = UniRec(cfg, space.item_fields(params.seq_fields), space.item_sids(sid_table))
+    model = UniRec(cfg, space.item_fields(params.seq_fields), space.item_sids(sid_table),
+                   torch.from_numpy(paths.codes),
+                   torch.from_numpy(space.ids("item_id", paths.item_ids)))  # fmt: skip
     return RetrieverParts(space, paths, PathTrie(paths.codes, paths.spec.vocab_sizes), model)

@@ -57,10 +57,14 @@ class RankHead(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.logits = nn.Linear(d_hidden, vocab)
 
-    def forward(self, fields: list[torch.Tensor]) -> torch.Tensor:
-        """fields: tensors (N, d_f) in the order given at construction -> logits (N, V_t)."""
+    def hidden(self, fields: list[torch.Tensor]) -> torch.Tensor:
+        """fields: tensors (N, d_f) in the order given at construction -> last layer (N, d)."""
         x = self.se(fields)  # (N, d_x)
         h = x
         for block in self.blocks:
             h = block(x, h)
-        return self.logits(self.drop(h))
+        return self.drop(h)
+
+    def forward(self, fields: list[torch.Tensor]) -> torch.Tensor:
+        """fields -> logits (N, V_t)."""
+        return self.logits(self.hidden(fields))

@@ -7,6 +7,8 @@
   item embedding -> Linear -> RMSNorm (eq. 10), appended to the sequence
 - learned positions on the memory (eq. 13), plus one always-valid "null" memory token
   so a request without history still has something to attend to
+- optionally (encoder_layers > 0, not in the paper) bidirectional self-attention blocks
+  over that memory, so history items see each other before the decoder reads them
 - h_agg = RMSNorm([h_static, masked mean pool of H_seq]) (eq. 11)
 
 The model carries the item feature table as buffers, so a request only needs item rows.
@@ -17,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.retriever.layers import HistoryEncoderBlock
+
 
 class InputEncoder(nn.Module):
     """Batch of requests -> behaviour memory (B, S, d), its mask and h_agg (B, d_agg)."""
@@ -24,7 +28,8 @@ class InputEncoder(nn.Module):
     def __init__(self, *, item_fields: torch.Tensor, item_sids: torch.Tensor,
                  field_vocab: dict[str, int], seq_fields: list[str], profile_fields: list[str],
                  n_event_types: int, sid_vocab: int, d_field: int, d_model: int,
-                 history_len: int, mm_len: int):  # fmt: skip
+                 history_len: int, mm_len: int, encoder_layers: int = 0, n_heads: int = 1,
+                 ffn_hidden: int = 0, dropout: float = 0.0):  # fmt: skip
         super().__init__()
         # item_fields (N+1, F_s): ids of seq_fields per item row (row 0 = padding)
         # item_sids (N+1, L): SID code + 1 per item row (0 = unknown / padding)
@@ -53,6 +58,11 @@ class InputEncoder(nn.Module):
             self.mm_norm = nn.RMSNorm(d_model)
         self.null = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = nn.Embedding(1 + history_len + mm_len, d_model)
+        self.encoder = nn.ModuleList(
+            HistoryEncoderBlock(d_model, n_heads, ffn_hidden or 2 * d_model, dropout)
+            for _ in range(encoder_layers)
+        )
+        self.encoder_norm = nn.RMSNorm(d_model) if encoder_layers else None
         self.d_agg = self.d_static + d_model
         self.agg_norm = nn.RMSNorm(self.d_agg)
         for emb in self.field_emb.values():
@@ -83,6 +93,10 @@ class InputEncoder(nn.Module):
         mem = torch.cat(mems, dim=1)  # (B, S, d), S = 1 + T + L_mm
         mem = mem + self.pos(torch.arange(mem.shape[1], device=mem.device))  # eq. 13
         mem_mask = torch.cat(masks, dim=1)  # (B, S)
+        for block in self.encoder:
+            mem = block(mem, mem_mask)  # (B, S, d)
+        if self.encoder_norm is not None:
+            mem = self.encoder_norm(mem)
         m = mem_mask[..., None].to(mem.dtype)
         pooled = (mem * m).sum(1) / m.sum(1)  # (B, d)
         if self.static_norm is not None:

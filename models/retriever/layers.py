@@ -133,6 +133,53 @@ def mmoe_reference(ffn: MMoEFFN, x: torch.Tensor, gate_id: torch.Tensor) -> torc
     return out
 
 
+class SwiGLU(nn.Module):
+    """Plain SwiGLU feed-forward: W_out(silu(W_a x) * W_g x)."""
+
+    def __init__(self, d: int, hidden: int, dropout: float):
+        super().__init__()
+        self.w_in = nn.Linear(d, 2 * hidden, bias=False)
+        self.w_out = nn.Linear(hidden, d, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d) -> (..., d)."""
+        a, g = self.w_in(x).chunk(2, dim=-1)
+        return self.w_out(self.drop(F.silu(a) * g))
+
+
+class HistoryEncoderBlock(nn.Module):
+    """Pre-norm bidirectional self-attention + SwiGLU over the behaviour memory.
+
+    Not in UniRec's §3.5 (its K/V are the projected behaviours, eq. 13); an option that
+    lets history items interact before the decoder reads them, as TIGER's encoder does.
+    """
+
+    def __init__(self, d: int, n_heads: int, hidden: int, dropout: float):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
+        self.h, self.dh = n_heads, d // n_heads
+        self.norm_sa = nn.RMSNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.norm_ff = nn.RMSNorm(d)
+        self.ffn = SwiGLU(d, hidden, dropout)
+        self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, S, d) memory, mask (B, S) True = real token -> (B, S, d)."""
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.norm_sa(x)).view(b, s, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, S, dh)  # fmt: skip
+        x = x + self.drop(self.out(y.transpose(1, 2).reshape(b, s, d)))
+        return x + self.drop(self.ffn(self.norm_ff(x)))
+
+
 class DecoderBlock(nn.Module):
     """Pre-norm block: [causal self-attn] + gated cross-attn + MMoE-FFN (eq. 14-15)."""
 

@@ -5,6 +5,7 @@
             -> D x DecoderBlock(self-attn?, gated cross-attn to H_seq, MMoE)  (eq. 14-15)
             -> RMSNorm -> q_t                                                 (eq. 17)
     head t  -> RankHead([q_t, e_prefix(<t), c_t, h_agg]) -> softmax over V_t  (eq. 18)
+               [+ per-trie-edge output vectors; softmax over the node's children] (nodes.py)
     loss    -> sum_t -alpha * log p(s*_t | s*_<t)                             (eq. 19)
 
 P = m + L (+1 dedup) decoding steps; B requests, W beams, d = d_model.
@@ -23,6 +24,7 @@ from models.retriever.content_summary import ContentSummary
 from models.retriever.heads import RankHead
 from models.retriever.inputs import InputEncoder
 from models.retriever.layers import DecoderBlock
+from models.retriever.nodes import PathNodes
 from models.retriever.paths import PathSpec
 
 
@@ -66,7 +68,12 @@ class DecodeContext:
 class UniRec(nn.Module):
     """Decoder-only generative retriever with cross-attention to the behaviour sequence."""
 
-    def __init__(self, cfg: UniRecConfig, item_fields: torch.Tensor, item_sids: torch.Tensor):
+    def __init__(self, cfg: UniRecConfig, item_fields: torch.Tensor, item_sids: torch.Tensor,
+                 item_paths: torch.Tensor | None = None,
+                 path_item_ids: torch.Tensor | None = None):  # fmt: skip
+        """`item_paths` (N, P): the catalogue's decoding paths, needed by the trie-node options
+        (`node_dim`, `trie_softmax`); `path_item_ids` (N,): each path's item_id field id
+        (`node_tie`)."""
         super().__init__()
         self.cfg = cfg
         m = cfg.model
@@ -78,6 +85,8 @@ class UniRec(nn.Module):
             seq_fields=m["seq_fields"], profile_fields=m["profile_fields"],
             n_event_types=cfg.n_event_types, sid_vocab=cfg.sid_vocab, d_field=m["d_field"],
             d_model=d, history_len=m["history_len"], mm_len=m["mm_len"],
+            encoder_layers=m.get("encoder_layers", 0), n_heads=m["n_heads"],
+            ffn_hidden=int(m["ffn_mult"] * d), dropout=m["dropout"],
         )  # fmt: skip
         # Task-Conditioned BOS (§3.4): one learned start embedding per (behaviour x scene).
         self.bos = nn.Embedding(len(cfg.tasks) if self.task_bos else 1, d)
@@ -107,6 +116,16 @@ class UniRec(nn.Module):
                                        m["dropout"]))  # fmt: skip
         for emb in [self.bos, self.pos, *self.tok, *self.prefix]:
             nn.init.normal_(emb.weight, std=0.02)
+        self.trie_softmax = m.get("trie_softmax", False)
+        self.nodes = None
+        if m.get("node_dim", 0) or self.trie_softmax:
+            if item_paths is None:
+                raise ValueError("retriever.model node_dim / trie_softmax need the item paths")
+            tie = m.get("node_tie", False) and "item_id" in m["seq_fields"]
+            if tie and path_item_ids is None:
+                raise ValueError("retriever.model.node_tie needs each path's item id")
+            self.nodes = PathNodes(item_paths, spec.vocab_sizes, d, m.get("node_dim", 0),
+                                   path_item_ids if tie else None, m["d_field"])  # fmt: skip
 
     # ---- request side -------------------------------------------------------------
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
@@ -155,7 +174,13 @@ class UniRec(nn.Module):
     def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
               h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """Logits (N, V_t) of step t from q (N, d), prefix (N, >=t), cs (N, d_cs), h_agg (N, .)."""
-        return self.heads[t](self.head_fields(t, q, prefix, cs, h_agg))
+        head = self.heads[t]
+        if self.nodes is None:
+            return head(self.head_fields(t, q, prefix, cs, h_agg))
+        h = head.hidden(self.head_fields(t, q, prefix, cs, h_agg))
+        item_emb = self.inputs.field_emb["item_id"].weight if self.nodes.tied else None
+        return self.nodes.adjust_logits(t, head.logits(h), h, prefix[:, :t], self.trie_softmax,
+                                        item_emb)  # fmt: skip
 
     def head_fields(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
                     h_agg: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip

@@ -11,6 +11,7 @@ vocabularies, so rows are copied by the value they stand for, not by position:
     inputs.field_emb.<field>   sparse-field embeddings      rows keyed by the field's values
     tok.<t>, prefix.<t>        path-token input embeddings  rows keyed by step t's tokens
     heads.<t>.logits           step t's output layer        rows keyed by step t's tokens
+    nodes.{emb,bias}.<t>       trie-edge output vectors     rows keyed by the edge's path
 
 Step t's tokens are attribute values on Chain-of-Attribute steps (PathSpec.attr_values) and
 codes on SID / dedup steps (same code, same row). Every other tensor is copied when its
@@ -28,7 +29,8 @@ import torch
 from models.retriever.model import UniRec
 from models.retriever.paths import PathSpec
 
-FRESH_BUFFERS = ("inputs.item_fields", "inputs.item_sids")  # today's catalogue, never copied
+# today's catalogue, never copied
+FRESH_BUFFERS = ("inputs.item_fields", "inputs.item_sids", "nodes.codes", "nodes.item_ids")
 
 
 def row_pairs(old: list[str], new: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +73,13 @@ def _keyed_rows(name: str, old: UniRec, new: UniRec, old_vocab: dict, new_vocab:
         if old.cfg.path.fields != new.cfg.path.fields:
             return None
         return step_rows(old.cfg.path, t), step_rows(new.cfg.path, t)
+    m = re.fullmatch(r"nodes\.(?:emb|bias)\.(\d+)\.weight", name)
+    if m and old.nodes is not None and old.cfg.path.fields == new.cfg.path.fields:
+        t = int(m.group(1))
+        return tuple(  # type: ignore[return-value]
+            model.nodes.edge_names(t, [step_rows(model.cfg.path, j) for j in range(t + 1)])
+            for model in (old, new)
+        )
     return None
 
 
