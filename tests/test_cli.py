@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from sidflow.cli import main
 
@@ -42,3 +43,15 @@ def test_load_amazon_command(workdir, amazon_path, capsys):
     from ingestion.warehouse import Warehouse
 
     assert Warehouse(report["warehouse"]).counts()["events"] == 198_502
+
+
+def test_evaluate_defaults_to_the_last_warehouse_day(workdir, tiny_world):
+    from ingestion.warehouse import Warehouse
+
+    d0, d1 = tiny_world.days[:2]
+    wh = Warehouse(workdir.warehouse)
+    wh.write_events(tiny_world.events(d0), [d0])
+    wh.write_events(tiny_world.events(d1), [d1])
+    # No SID table yet: the error names the SID folder of the last day, as a plain date.
+    with pytest.raises(FileNotFoundError, match=rf"day={d1.isoformat()}:"):
+        main(["evaluate", "--ablations"])

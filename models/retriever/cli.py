@@ -12,8 +12,8 @@ from pathlib import Path
 def _day(args: argparse.Namespace, warehouse) -> dt.date | None:
     if args.day:
         return dt.date.fromisoformat(args.day)
-    days = warehouse.query("SELECT DISTINCT day FROM events ORDER BY day")["day"]
-    return days.iloc[-1] if len(days) else None
+    days = warehouse.days()
+    return days[-1] if days else None
 
 
 def cmd_retriever(args: argparse.Namespace) -> int:
