@@ -68,10 +68,10 @@ class FeatureTablesReport:
 
 
 def _execute_script(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> None:
-    """Run the `;`-separated statements of `sql`; `params` go to those that name a `$param`."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            con.execute(statement, params if params and "$" in statement else None)
+    """Run the statements of `sql` (split by DuckDB's parser, so a `;` inside a comment or a
+    string literal is not a separator); `params` go to those that name a `$param`."""
+    for statement in con.extract_statements(sql):
+        con.execute(statement, params if params and statement.named_parameters else None)
 
 
 def _key_sources(specs: dict[str, ViewSpec]) -> dict[str, str]:

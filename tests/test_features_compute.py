@@ -185,3 +185,18 @@ def test_real_amazon_reviews_report_empty_features(tmp_path, amazon_path):
     )
     assert sum(report.rows["user_cat_l2"].values()) > 0
     assert sum(report.rows["user_seller"].values()) == 0
+
+
+def test_sql_script_separators_follow_the_parser():
+    import duckdb
+
+    from features.compute import _execute_script
+
+    con = duckdb.connect()
+    _execute_script(
+        con,
+        "CREATE TABLE t AS SELECT 'a;b' AS s; -- a comment; not a separator\n"
+        "INSERT INTO t SELECT $x; /* also; not */ INSERT INTO t SELECT 'c'",
+        {"x": "d"},
+    )
+    assert sorted(r[0] for r in con.execute("SELECT s FROM t").fetchall()) == ["a;b", "c", "d"]
