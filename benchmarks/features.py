@@ -148,7 +148,6 @@ def _load_last_day(params: Params, day: dt.date) -> None:
 
 def time_online(params: Params, wh: Warehouse, n_requests: int) -> dict:
     """Apply + materialize the last day into a fresh store; time 1 user x 200 candidates."""
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore  # its path resolution
 
     from features import store as fstore
 
@@ -175,7 +174,7 @@ def time_online(params: Params, wh: Warehouse, n_requests: int) -> dict:
     # evicted), then with the file in the page cache, as in a serving process that has run for
     # a while: every lookup is then a memory read, as in Redis. The goal is read on the latter.
     cold = _latencies(params, users, catalogue, rng, n_requests, sdk=False)
-    fill_s = _fill_page_cache(Path(SqliteOnlineStore._get_db_path(fstore.repo_config(params))))
+    fill_s = _fill_page_cache(fstore.sqlite_online_path(params))
     out["sqlite"] = {
         **_latencies(params, users, catalogue, rng, n_requests),
         "cold_page_cache": cold,

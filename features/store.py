@@ -61,6 +61,11 @@ def repo_config(params: Params) -> RepoConfig:
     return config
 
 
+def sqlite_online_path(params: Params) -> Path:
+    """The SQLite online store file of the profile, as Feast resolves its configured `path`."""
+    return Path(BatchedSqliteOnlineStore._get_db_path(repo_config(params)))
+
+
 def feature_store(params: Params) -> FeatureStore:
     """Feast's FeatureStore for the working folder and online store profile in `params`."""
     return FeatureStore(config=repo_config(params))

@@ -40,7 +40,7 @@ def served(tmp_path_factory, tiny_world) -> Params:
 
 
 def _online_rows(params: Params) -> list[tuple]:
-    with sqlite3.connect(Workdir(params.workdir).feast_dir / "online_store.db") as con:
+    with sqlite3.connect(store.sqlite_online_path(params)) as con:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return sorted(row for t in tables for row in con.execute(f'SELECT * FROM "{t}"'))
 
