@@ -148,7 +148,6 @@ def _load_last_day(params: Params, day: dt.date) -> None:
 
 def time_online(params: Params, wh: Warehouse, n_requests: int) -> dict:
     """Apply + materialize the last day into a fresh store; time 1 user x 200 candidates."""
-
     from features import store as fstore
 
     wd = Workdir(params.workdir)

@@ -185,9 +185,8 @@ def write_report(results: dict[str, dict], folder: Path, day: dt.date | None = N
                   ha="right", fontsize=8)  # fmt: skip
     ax.set_ylabel("hit ratio (held-out engagements)")
     ax.set_title(f"Retriever ablations{f' as of {day}' if day else ''}")
-    ax.legend(
-        fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0)
-    )  # beside the bars, not over them
+    # the legend beside the bars, not over them
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=110)
     plt.close(fig)
