@@ -225,7 +225,7 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
     val_data = {k: v[pick] for k, v in valid.items()}
     tp = params.retriever.train.model_copy(update={
         "lr": args.lr, "batch_size": 256, "epochs": 50, "warmup_steps": 300,
-        "seed": args.seed})  # fmt: skip
+        "seed": args.seed, "ema_decay": args.ema_decay})  # fmt: skip
     best: dict = {"recall@10": -1.0}
 
     def val(m):
@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     # schedule peaked at 4000 with 0.0895 and overfit after (README "Generative retriever")
     ap.add_argument("--unirec-steps", type=int, default=3000,
                     help="fixed steps; 0 = the --unirec-seconds time box")  # fmt: skip
+    ap.add_argument("--ema-decay", type=float, default=None,
+                    help="EMA weight averaging for the retrievers (models.train); none = off")  # fmt: skip
     ap.add_argument("--sasrec-seconds", type=float, default=300)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--val-samples", type=int, default=2000)

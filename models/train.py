@@ -1,6 +1,6 @@
 """Training loop for the generative retriever (unirec §3.5.4): AdamW, warm-up + cosine decay,
-gradient clipping, CUDA + bf16 autocast when present else CPU, DistributedDataParallel
-under `torchrun` (gloo on CPU, nccl on GPU), safetensors checkpoints, tqdm, loss curve PNG.
+gradient clipping, optional EMA weight averaging, CUDA + bf16 autocast when present else
+CPU, DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU), safetensors checkpoints, tqdm, loss curve PNG.
 
     python -m torch.distributed.run --nproc_per_node 2 -m models.train --data DIR --out DIR
 
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from models.retriever.model import UniRec, UniRecConfig
@@ -71,7 +72,9 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
     rank takes its own shard of every epoch's permutation and DDP averages gradients.
     `eval_fn(model)` runs every `eval_every` steps (rank 0) to follow validation metrics.
     With `time_budget_s`, the step count is cut after 10 steps to what fits the budget
-    (so warm-up and decay still complete).
+    (so warm-up and decay still complete). With `params.ema_decay`, an exponential moving
+    average of the weights is kept after every step (torch's AveragedModel); `eval_fn` sees
+    the averaged model and `model` holds the averaged weights when training ends.
     """
     rank, world = _dist()
     dev = device_for_training()
@@ -99,6 +102,9 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
         [{"params": decay, "weight_decay": params.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}], lr=params.lr, betas=(0.9, 0.98),
     )  # fmt: skip
+    ema = None
+    if params.ema_decay is not None:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     gen = torch.Generator().manual_seed(params.seed)
     result = TrainResult(steps=total, seconds=0.0, world_size=world)
@@ -123,6 +129,8 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             running.append(float(loss.detach()))
             result.samples_seen += len(idx)
             step += 1
@@ -139,10 +147,14 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
                 bar.set_postfix(loss=f"{result.losses[-1][1]:.3f}")
                 running = []
             if eval_fn and eval_every and rank == 0 and (step % eval_every == 0 or step == total):
-                metrics = eval_fn(model)
+                metrics = eval_fn(model if ema is None else ema.module)
                 result.evals.append((step, metrics))
                 bar.write(f"step {step}: {json.dumps(metrics)}", file=sys.stderr)
     bar.close()
+    if ema is not None:
+        with torch.no_grad():
+            for mine, averaged in zip(model.parameters(), ema.module.parameters(), strict=True):
+                mine.copy_(averaged)
     result.seconds = time.perf_counter() - t0
     return result
 

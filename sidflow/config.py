@@ -123,6 +123,9 @@ class RetrieverTrainParams(Strict):
     engagement_weights: dict[str, float] = {"click": 1.0, "cart": 2.0, "purchase": 3.0}
     seed: int = 0
     num_threads: int | None = None  # torch CPU threads; None = torch default
+    # Polyak / EMA weight averaging: validation and the returned model use the averaged
+    # weights; None = off (the last step's weights)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
 
 
 class RetrieverEvalParams(Strict):

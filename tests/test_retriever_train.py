@@ -50,6 +50,32 @@ def test_targets_without_paths_are_dropped_and_empty_data_is_an_error():
         train(p.model, b, RetrieverTrainParams(max_steps=1), progress=False)
 
 
+def test_ema_weights_are_the_moving_average_of_the_trajectory():
+    def run(ema_decay: float | None) -> tuple[list[list[torch.Tensor]], torch.nn.Module]:
+        p, seen = parts(), []
+        params = RetrieverTrainParams(max_steps=4, batch_size=4, warmup_steps=1,
+                                      ema_decay=ema_decay)  # fmt: skip
+
+        def snapshot(m: torch.nn.Module) -> dict:
+            seen.append([q.detach().clone() for q in m.parameters()])
+            return {}
+
+        train(p.model, batch(p, 8, seed=2), params, progress=False, eval_fn=snapshot,
+              eval_every=1)  # fmt: skip
+        return seen, p.model
+
+    plain, _ = run(None)  # the weights after each of the 4 steps
+    averaged, model = run(0.5)  # same seed, same trajectory; eval_fn sees the average
+    expected = plain[0]  # AveragedModel starts from the first step's weights
+    for step in range(4):
+        if step:
+            expected = [0.5 * e + 0.5 * w for e, w in zip(expected, plain[step], strict=True)]
+        assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(averaged[step], expected,
+                                                                     strict=True))  # fmt: skip
+    assert not all(torch.equal(a, w) for a, w in zip(expected, plain[-1], strict=True))
+    assert all(torch.equal(a, e) for a, e in zip(model.parameters(), averaged[-1], strict=True))
+
+
 def test_ddp_two_gloo_processes(tmp_path: Path):
     p = parts()
     data = batch(p, 16, seed=1)
