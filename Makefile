@@ -46,8 +46,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two pytest workers (pytest-xdist), one test file each at a time (module fixtures such as the
+# running BentoML server are built once); `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
+
 test: install lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: install
 	$(BIN)/sidflow ui --port 3000
