@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
 
 AMAZON_BEAUTY = Path(__file__).resolve().parents[2] / "shared/data/amazon-beauty-2014-5core"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test`) each worker computes on one thread, and so do the
+    `sidflow run` / `bentoml serve` processes it starts: two workers with a thread per core
+    each would oversubscribe the CI machine's 2 cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
