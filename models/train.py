@@ -1,6 +1,7 @@
 """Training loop for the generative retriever (unirec §3.5.4): AdamW, warm-up + cosine decay,
 gradient clipping, optional EMA weight averaging, CUDA + bf16 autocast when present else
-CPU, DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU), safetensors checkpoints, tqdm, loss curve PNG.
+CPU, DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU), safetensors
+checkpoints, tqdm, loss curve PNG.
 
     python -m torch.distributed.run --nproc_per_node 2 -m models.train --data DIR --out DIR
 
