@@ -260,7 +260,7 @@ def model_override(text: str) -> tuple[str, object]:
     """'field=value' -> (field, value); the value is JSON (numbers, true/false, lists) or a
     bare string."""
     field, sep, raw = text.partition("=")
-    if not sep or field not in load_params().retriever.model.model_fields:
+    if not sep or field not in type(load_params().retriever.model).model_fields:
         raise SystemExit(f"--set {text!r}: expected FIELD=VALUE with a retriever.model field")
     try:
         return field, json.loads(raw)

@@ -76,6 +76,7 @@ def time_compute(params: Params, wh: Warehouse, out: Path, skip_pandas: bool) ->
         "days": len(days),
         "duckdb_seconds": round(duck_s, 2),
         "rows": {v: sum(r.values()) for v, r in report.rows.items()},
+        "seconds_per_view": report.seconds_per_view,  # build (SQL) and write (parquet)
     }
     t0 = time.perf_counter()
     compute_feature_tables(wh, out, params.features, days[-1])  # what one daily run costs

@@ -55,6 +55,7 @@ class FeatureTablesReport:
     event_types: dict[str, bool]  # event type -> present in the source by last_day
     paths: dict[str, list[str]] = field(default_factory=dict)  # view -> files written
     seconds: float = 0.0
+    seconds_per_view: dict[str, dict[str, float]] = field(default_factory=dict)  # build, write
 
     def summary(self) -> dict:
         """A JSON-friendly digest (for Dagster metadata and the CLI)."""
@@ -64,6 +65,7 @@ class FeatureTablesReport:
             "event_types_present": self.event_types,
             "empty_features": self.empty_features,
             "seconds": round(self.seconds, 3),
+            "seconds_per_view": self.seconds_per_view,
         }
 
 
@@ -181,7 +183,9 @@ def compute_feature_tables(
         present = dict(zip(EVENT_FLAGS, flags, strict=True))
         report = FeatureTablesReport(first_day, last_day, {}, {}, {}, present)
         for spec in specs.values():
+            t_build = time.perf_counter()
             table = build_view(con, spec, fp, days)
+            t_write = time.perf_counter()
             per_day = dict(con.execute(f"SELECT d, count(*) FROM {table} GROUP BY d").fetchall())
             report.rows[spec.name] = {}
             report.paths[spec.name] = []
@@ -193,6 +197,10 @@ def compute_feature_tables(
                 report.rows[spec.name][day.isoformat()] = int(per_day.get(day, 0))
                 report.paths[spec.name].append(str(path))
                 day += dt.timedelta(days=1)
+            report.seconds_per_view[spec.name] = {
+                "build": round(t_write - t_build, 2),
+                "write": round(time.perf_counter() - t_write, 2),
+            }
             report.null_share[spec.name] = _null_shares(con, table, spec)
             for f in spec.features:
                 missing = [t for t in f.needs if not present[t]]

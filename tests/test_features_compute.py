@@ -134,6 +134,8 @@ def test_writing_a_day_again_is_idempotent(tmp_path, tiny_world):
     files = {p: Path(p).read_bytes() for ps in first.paths.values() for p in ps}
     again = compute_feature_tables(wh, tmp_path / "f", fp, day)
     assert again.rows == first.rows
+    assert set(again.seconds_per_view) == set(again.rows)  # build and write time of every view
+    assert all(t["build"] >= 0 and t["write"] >= 0 for t in again.seconds_per_view.values())
     assert {p: Path(p).read_bytes() for p in files} == files
     assert sorted(p.name for p in (tmp_path / "f" / "item_stats").iterdir()) == [
         f"day={day}.parquet"

@@ -78,6 +78,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
                 "feature_timestamp": str(freshness) if freshness is not None else "no rows",
                 "events_through": str(end_of_day(day)),
                 "seconds": round(report.seconds, 3),
+                "seconds_per_view": dg.MetadataValue.json(report.seconds_per_view),
                 "folder": dg.MetadataValue.path(str(paths.features_dir)),
                 "preview": dg.MetadataValue.md(preview_markdown(tables["item_stats"])),
                 "preview_u2i": dg.MetadataValue.md(preview_markdown(tables["user_cat_l3"])),
