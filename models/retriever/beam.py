@@ -38,7 +38,9 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
         allowed, child = trie.step(t, nodes)  # (B, W, V_t) each
         v = logp.shape[-1]
         cand = (scores.unsqueeze(-1) + logp.masked_fill(~allowed, float("-inf"))).view(b, -1)
-        k = min(beam_size, cand.shape[1])
+        # keep at most the live (finite) candidates of the fullest request: early steps of a
+        # chain have few valid prefixes (cat_l2 -> cat_l3), so no dead beam is decoded further
+        k = max(1, min(beam_size, int(torch.isfinite(cand).sum(dim=1).max())))
         scores, idx = cand.topk(k, dim=1)  # (B, W')
         beam = torch.div(idx, v, rounding_mode="floor")  # parent beam of each survivor
         tok = idx % v
@@ -50,4 +52,8 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
     items = torch.where(valid, trie.leaf_item[nodes.clamp_min(0)], torch.full_like(nodes, -1))
     scores = scores.masked_fill(~valid, float("-inf"))
     n = top_n or beam_size
-    return items[:, :n], scores[:, :n]
+    items, scores = items[:, :n], scores[:, :n]
+    if items.shape[1] < n:  # fewer valid paths than N: pad
+        items = torch.nn.functional.pad(items, (0, n - items.shape[1]), value=-1)
+        scores = torch.nn.functional.pad(scores, (0, n - scores.shape[1]), value=float("-inf"))
+    return items, scores
