@@ -72,3 +72,28 @@ def test_fast_beam_equals_reference(seed, beam, self_attention, chain, content_s
         same = items[r, : len(hyps)].tolist() == ref_items
         # only exact float ties may order differently
         assert same or np.isclose(np.diff(ref_scores), 0, atol=1e-5).any()
+
+
+def test_final_step_decodes_only_the_beams_with_a_choice():
+    # trie softmax: a prefix with one trie child gives it log-probability 0, so the final step
+    # runs the decoder only on the other beams; the result is still the reference's
+    p = parts(n_items=40, seed=0, chain=[], trie_softmax=True, node_dim=4)
+    torch.manual_seed(0)
+    for emb in [*p.model.nodes.emb, *p.model.nodes.bias]:
+        torch.nn.init.normal_(emb.weight)
+    depth = p.trie.n_steps - 1
+    single = p.model.single_child(torch.from_numpy(np.unique(p.paths.codes[:, :depth], axis=0)))
+    assert single.any() and not single.all()  # this catalogue has both kinds of final prefix
+    b = {k: v for k, v in batch(p, 2, seed=3).items() if k not in ("target", "item_row")}
+    decoded, step = [], p.model.step_logprobs
+
+    def counting(ctx, prefix, cache=None):  # noqa: ANN001, ANN202
+        decoded.append(prefix.shape[0] * prefix.shape[1])  # beams decoded at this step
+        return step(ctx, prefix, cache)
+
+    p.model.step_logprobs = counting
+    items, scores = beam_search(p.model, b, p.trie, beam_size=12)
+    assert len(decoded) == p.trie.n_steps and decoded[-1] < decoded[-2]
+    for r, hyps in enumerate(reference_beam_search(p.model, b, p.paths.codes, beam_size=12)):
+        assert np.allclose(scores[r, : len(hyps)].numpy(), [s for _, s in hyps], atol=1e-4)
+        assert set(items[r, : len(hyps)].tolist()) == {i for i, _ in hyps}

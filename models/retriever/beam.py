@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from models.retriever.model import UniRec
+from models.retriever.model import Cache, DecodeContext, UniRec
 from models.retriever.trie import PathTrie
 
 
@@ -33,7 +33,11 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
     nodes = torch.zeros((b, 1), dtype=torch.long, device=dev)  # (B, W) trie node at depth t
     cache = None  # self-attention keys/values of the decoded positions, per beam
     for t in range(trie.n_steps):
-        logp, cache = model.step_logprobs(ctx, prefix, cache)  # (B, W, V_t)
+        last = t == trie.n_steps - 1
+        if last and cache is not None:
+            logp = last_step_logprobs(model, ctx, prefix, cache, trie.vocab_sizes[t])
+        else:
+            logp, cache = model.step_logprobs(ctx, prefix, cache)  # (B, W, V_t)
         logp = logp.float()
         allowed, child = trie.step(t, nodes)  # (B, W, V_t) each
         v = logp.shape[-1]
@@ -47,7 +51,8 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
         prefix = torch.cat([prefix.gather(1, beam[..., None].expand(-1, -1, t)), tok[..., None]],
                            dim=2)  # fmt: skip
         nodes = child.view(b, -1).gather(1, idx)  # -1 where the candidate was not allowed
-        cache = model.reorder_cache(cache, b, beam)
+        if not last:  # the cache serves the next step only
+            cache = model.reorder_cache(cache, b, beam)
     valid = nodes >= 0
     items = torch.where(valid, trie.leaf_item[nodes.clamp_min(0)], torch.full_like(nodes, -1))
     scores = scores.masked_fill(~valid, float("-inf"))
@@ -57,3 +62,24 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
         items = torch.nn.functional.pad(items, (0, n - items.shape[1]), value=-1)
         scores = torch.nn.functional.pad(scores, (0, n - scores.shape[1]), value=float("-inf"))
     return items, scores
+
+
+def last_step_logprobs(model: UniRec, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache,
+                       vocab: int) -> torch.Tensor:  # fmt: skip
+    """log p(s_t | prefix) (B, W, V_t) of the final step, decoding only the beams with a choice.
+
+    Beams whose prefix has a single trie child under the model's per-node softmax get 0 (log 1)
+    without running the decoder (most of them at a dedup step); the others are decoded as
+    one-beam requests. No cache is returned: nothing follows the final step.
+    """
+    b, w, t = prefix.shape
+    fixed = model.single_child(prefix.reshape(b * w, t)).view(b, w)
+    if not fixed.any():
+        return model.step_logprobs(ctx, prefix, cache)[0]
+    logp = torch.zeros((b, w, vocab), device=prefix.device)  # the trie masks all but the child
+    req, beam = torch.nonzero(~fixed, as_tuple=True)  # (M,) each
+    if len(req):
+        sub, _ = model.step_logprobs(ctx.select(req), prefix[req, beam][:, None],
+                                     model.select_cache(cache, w, req, beam))  # fmt: skip
+        logp[req, beam] = sub[:, 0].to(logp.dtype)  # (M, V_t)
+    return logp

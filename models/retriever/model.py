@@ -64,6 +64,11 @@ class DecodeContext:
     h_agg: torch.Tensor  # (B, d_agg)
     task: torch.Tensor  # (B,)
 
+    def select(self, req: torch.Tensor) -> DecodeContext:
+        """The context of requests `req` (M,) (repeats allowed): one row per entry."""
+        kv = [(k[req], v[req]) for k, v in self.kv]
+        return DecodeContext(kv, self.mem_mask[req], self.h_agg[req], self.task[req])
+
 
 class UniRec(nn.Module):
     """Decoder-only generative retriever with cross-attention to the behaviour sequence."""
@@ -170,6 +175,22 @@ class UniRec(nn.Module):
             idx = (parent + torch.arange(b, device=parent.device)[:, None] * w_old).flatten()
             out.append((k[idx], v[idx]))
         return out
+
+    @staticmethod
+    def select_cache(cache: Cache, w: int, req: torch.Tensor, beam: torch.Tensor) -> Cache:
+        """The cache rows of beams (req, beam) (M,) each, of a cache laid out (B*W, ...)."""
+        idx = req * w + beam
+        return [None if layer is None else (layer[0][idx], layer[1][idx]) for layer in cache]
+
+    def single_child(self, prefix: torch.Tensor) -> torch.Tensor:
+        """prefix (R, t) -> (R,) True where the next token's log-probability is 0 whatever
+        the decoder computes: with `trie_softmax` the softmax runs over the prefix's trie
+        children, and a prefix with one child gives it probability 1."""
+        if not self.trie_softmax or self.nodes is None:
+            return torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
+        node = self.nodes.nodes(prefix)
+        count = getattr(self.nodes, f"count_{prefix.shape[1]}")[node.clamp_min(0)]
+        return (node >= 0) & (count == 1)
 
     def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
               h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip
