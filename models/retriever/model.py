@@ -165,16 +165,12 @@ class UniRec(nn.Module):
     @staticmethod
     def reorder_cache(cache: Cache, b: int, parent: torch.Tensor) -> Cache:
         """Keep the cache rows of the surviving beams: parent (B, W_new) old beam index."""
-        out: Cache = []
-        for layer in cache:
-            if layer is None:
-                out.append(None)
-                continue
-            k, v = layer  # (B*W_old, H, t, dh)
-            w_old = k.shape[0] // b
-            idx = (parent + torch.arange(b, device=parent.device)[:, None] * w_old).flatten()
-            out.append((k[idx], v[idx]))
-        return out
+        layer = next((c for c in cache if c is not None), None)
+        if layer is None:  # no self-attention: nothing cached
+            return list(cache)
+        w_old = layer[0].shape[0] // b  # rows are (B*W_old, H, t, dh)
+        req = torch.arange(b, device=parent.device)[:, None].expand_as(parent)
+        return UniRec.select_cache(cache, w_old, req.flatten(), parent.flatten())
 
     @staticmethod
     def select_cache(cache: Cache, w: int, req: torch.Tensor, beam: torch.Tensor) -> Cache:
