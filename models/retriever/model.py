@@ -184,9 +184,7 @@ class UniRec(nn.Module):
         children, and a prefix with one child gives it probability 1."""
         if not self.trie_softmax or self.nodes is None:
             return torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
-        node = self.nodes.nodes(prefix)
-        count = getattr(self.nodes, f"count_{prefix.shape[1]}")[node.clamp_min(0)]
-        return (node >= 0) & (count == 1)
+        return self.nodes.child_count(prefix.shape[1], self.nodes.nodes(prefix)) == 1
 
     def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
               h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip

@@ -84,9 +84,13 @@ class PathNodes(nn.Module):
             node = torch.where((keys[pos] == query) & (node >= 0), pos, -1)
         return node
 
+    def child_count(self, t: int, node: torch.Tensor) -> torch.Tensor:
+        """(R,) number of children of `node` (R,) at depth t; 0 where node < 0."""
+        return torch.where(node >= 0, getattr(self, f"count_{t}")[node.clamp_min(0)], 0)
+
     def child_edges(self, t: int, node: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Children of `node` (R,) at depth t, ragged: (row (C,), edge (C,)) per child."""
-        count = torch.where(node >= 0, getattr(self, f"count_{t}")[node.clamp_min(0)], 0)
+        count = self.child_count(t, node)
         row = torch.repeat_interleave(torch.arange(len(node), device=node.device), count)
         first = torch.cumsum(count, 0) - count  # (R,) offset of each row's run in the output
         start = getattr(self, f"start_{t}")[node.clamp_min(0)]
