@@ -11,6 +11,7 @@ from retriever_fixtures import batch, one_thread, parts
 
 from models.retriever.beam import beam_search
 from models.retriever.beam_reference import reference_beam_search
+from models.retriever.evaluate import beam_candidates, evaluate
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -38,6 +39,17 @@ def test_beam_wider_than_catalogue_pads():
     assert (items[:, :12] >= 0).all() and (items[:, 12:] == -1).all()
     assert torch.isinf(scores[:, 12:]).all()
     assert sorted(items[0, :12].tolist()) == list(range(12))  # every item exactly once
+
+
+def test_candidates_batch_like_one_call_and_feed_evaluate():
+    p = parts(n_items=40)
+    b = batch(p, 5)
+    items, logp = beam_candidates(p.model, b, p.trie, beam_size=8, batch_size=2)  # 3 batches
+    one_items, one_logp = beam_search(p.model, b, p.trie, beam_size=8)
+    assert (items == one_items.numpy()).all()
+    assert np.allclose(logp, one_logp.numpy(), atol=1e-5)
+    kw = {"beam_size": 8, "hr_ks": [5], "rank_ks": [5]}
+    assert evaluate(p.model, b, p.trie, **kw, ranked=items) == evaluate(p.model, b, p.trie, **kw)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,29 +13,42 @@ from models.retriever.trie import PathTrie
 
 
 @torch.no_grad()
-def rank_items(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-               batch_size: int = 64, progress: bool = False) -> np.ndarray:  # fmt: skip
-    """Beam-search top-`beam_size` item rows for every sample: (n, beam_size), -1 padded."""
+def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
+                    batch_size: int = 64, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Beam-search top-`beam_size` items of every sample with their path log-probabilities:
+    (items (n, beam_size) item rows, -1 padded; logp (n, beam_size), -inf padded)."""
     model.eval()
     n = data["hist"].shape[0]
     dev = next(model.parameters()).device
-    out = np.full((n, beam_size), -1, dtype=np.int64)
+    items_out = np.full((n, beam_size), -1, dtype=np.int64)
+    logp_out = np.full((n, beam_size), -np.inf, dtype=np.float32)
     for s in tqdm(range(0, n, batch_size), desc="beam search", disable=not progress):
         batch = {k: v[s : s + batch_size].to(dev) for k, v in data.items()}
-        items, _ = beam_search(model, batch, trie, beam_size)
-        out[s : s + len(items), : items.shape[1]] = items.cpu().numpy()
-    return out
+        items, logp = beam_search(model, batch, trie, beam_size)
+        items_out[s : s + len(items), : items.shape[1]] = items.cpu().numpy()
+        logp_out[s : s + len(items), : items.shape[1]] = logp.float().cpu().numpy()
+    return items_out, logp_out
+
+
+def rank_items(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
+               batch_size: int = 64, progress: bool = False) -> np.ndarray:  # fmt: skip
+    """Beam-search top-`beam_size` item rows for every sample: (n, beam_size), -1 padded."""
+    return beam_candidates(model, data, trie, beam_size, batch_size, progress)[0]
 
 
 @torch.no_grad()
 def evaluate(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, *, beam_size: int,
              hr_ks: list[int], rank_ks: list[int], batch_size: int = 64,
-             purchase: np.ndarray | None = None, progress: bool = False) -> dict[str, float]:  # fmt: skip
+             purchase: np.ndarray | None = None, progress: bool = False,
+             ranked: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
     """HR@K (all / purchase), Recall/NDCG@K and token hit ratio @3 per decoding step.
 
     Targets without a decoding path (item unknown to the SID table) count as misses.
+    `ranked` (n, N) item rows, when the caller already ran the beam search
+    (`beam_candidates`); otherwise it is run here at `beam_size`.
     """
-    ranked = rank_items(model, data, trie, beam_size, batch_size, progress)
+    if ranked is None:
+        ranked = rank_items(model, data, trie, beam_size, batch_size, progress)
     ranks = target_ranks(ranked, data["item_row"].numpy())
     report = retrieval_report(ranks, hr_ks, rank_ks, purchase)
     known = (data["target"] >= 0).all(dim=1)
