@@ -36,21 +36,32 @@ import sidflow  # noqa: E402,F401  (telemetry settings)
 from ingestion.amazon import HISTORY_CAP, load_amazon  # noqa: E402
 from models.baselines.popularity import popularity_ranking  # noqa: E402
 from models.baselines.sasrec import SASRec, sequences  # noqa: E402
+from models.baselines.score_mix import choose_weight, mix_rerank  # noqa: E402
 from models.baselines.variants import variant  # noqa: E402
 from models.data import FeatureSpace, build_samples, encode_batch, samples_from_histories  # noqa: E402
 from models.metrics import retrieval_report, target_ranks  # noqa: E402
 from models.retriever.build import build_retriever  # noqa: E402
-from models.retriever.evaluate import evaluate  # noqa: E402
+from models.retriever.evaluate import beam_candidates, evaluate  # noqa: E402
 from models.train import train  # noqa: E402
 from sidflow.config import load_params  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
 
-PUBLISHED = {  # Beauty, UNGER Table 3 (R@10 / N@10 also in DESIGN.md)
+# Beauty. SASRec and UNGER: UNGER Table 3. TIGER: the figures DESIGN.md and the issue pin as
+# the first bar (TIGER's own paper, Rajput et al. 2023); UNGER Table 3 lists its re-run of
+# TIGER (marked *) lower, as "TIGER (UNGER re-run)".
+PUBLISHED = {
     "SASRec": {"recall@10": 0.0605, "ndcg@10": 0.0318, "recall@20": 0.0902, "ndcg@20": 0.0394},
     "TIGER": {"recall@10": 0.0648, "ndcg@10": 0.0384},
+    "TIGER (UNGER re-run)": {
+        "recall@10": 0.0617,
+        "ndcg@10": 0.0339,
+        "recall@20": 0.0924,
+        "ndcg@20": 0.0417,
+    },
     "UNGER": {"recall@10": 0.0939, "ndcg@10": 0.0559, "recall@20": 0.1289, "ndcg@20": 0.0646},
 }
 HR_KS, RANK_KS = [50, 100, 200], [5, 10, 20]
+MIX_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0]  # of SASRec-CE's log-probability
 # UniRec settings for Beauty, chosen on the validation split (2000 users, beam 50, 1500 steps;
 # README "Amazon Beauty"): no profile embeddings (5-core users have ~9 interactions and no
 # demographics; the user-id table overfits: val Recall@10 0.060 -> 0.0665 without it), and
@@ -150,6 +161,7 @@ class Beauty:
         self.test = samples_from_histories(ds.split[ds.split.role == "test"], self.space,
                                            HISTORY_CAP)  # fmt: skip
         self.n_items = len(self.space.items)
+        self.kept: dict[str, object] = {}  # trained models / candidates a later method reuses
         rows = self.space.ids("item_id", self.train_all.item_id)
         self.train_counts = np.bincount(rows, minlength=self.n_items + 1)
         cache = work.dataset_dir("amazon-beauty")
@@ -203,6 +215,7 @@ def run_sasrec(b: Beauty, args, loss: str) -> dict:
     res = train(model, data, p, progress=False, eval_fn=val, eval_every=5 * steps_per_epoch,
                 time_budget_s=args.sasrec_seconds)  # fmt: skip
     model.load_state_dict(best.pop("state"))
+    b.kept[f"sasrec_{loss}"] = model
     t0 = time.perf_counter()
     out = report(model.rank(torch.from_numpy(b.test.hist), max(HR_KS)), b.rows(b.test))
     return {"test": out, "valid_best": best, "train_seconds": res.seconds, "steps": res.steps,
@@ -245,8 +258,19 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
                 time_budget_s=budget)  # fmt: skip
     parts.model.load_state_dict(best.pop("state"))
     t0 = time.perf_counter()
+    items, logp = beam_candidates(parts.model, test, parts.trie, max(HR_KS), batch_size=128)
     out = evaluate(parts.model, test, parts.trie, beam_size=max(HR_KS), hr_ks=HR_KS,
-                   rank_ks=RANK_KS, batch_size=128)  # fmt: skip
+                   rank_ks=RANK_KS, batch_size=128, ranked=items)  # fmt: skip
+    # kept candidates are item-table rows (as SASRec's and b.rows), not the trie's path rows
+    to_table = b.space.ids("item_id", parts.paths.item_ids)  # path row -> item-table row
+    table_rows = lambda r: np.where(r >= 0, to_table[np.maximum(r, 0)], -1)  # noqa: E731
+    kept = {"test_items": table_rows(items), "test_logp": logp}
+    if name == "unirec":  # the validation users' candidates, for the score mix's weight
+        v_items, kept["valid_logp"] = beam_candidates(parts.model, val_data, parts.trie,
+                                                      max(HR_KS), batch_size=128)  # fmt: skip
+        kept["valid_items"], kept["valid_pick"] = table_rows(v_items), pick
+    b.kept[name] = kept
+    np.savez_compressed(args.out_dir / f"{name}_candidates.npz", **kept)
     return {"test": out, "valid_best": best, "train_seconds": res.seconds, "steps": res.steps,
             "eval_seconds": time.perf_counter() - t0, "valid_curve": res.evals,
             "params": sum(p.numel() for p in parts.model.parameters()),
@@ -254,6 +278,25 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
             "sid_version": str(sids["version"].iloc[0]), "ema_decay": tp.ema_decay,
             "model": mp.model_dump(include={"profile_fields", "node_dim", "trie_softmax",
                                             "node_tie", "encoder_layers"})}  # fmt: skip
+
+
+def run_mix(b: Beauty, args) -> dict:
+    """UniRec's beam candidates re-ranked by logp_unirec + w * logp_sasrec_ce (a log-linear
+    ensemble, models/baselines/score_mix.py); w is chosen on the validation users."""
+    missing = [m for m in ("unirec", "sasrec_ce") if m not in b.kept]
+    if missing:
+        raise SystemExit(f"unirec+sasrec_ce needs {missing} earlier in --methods")
+    uni, sasrec = b.kept["unirec"], b.kept["sasrec_ce"]
+    t0 = time.perf_counter()
+    pick = uni["valid_pick"]
+    v_items, v_logp = uni["valid_items"], uni["valid_logp"]
+    v_sas = sasrec.candidate_logprobs(torch.from_numpy(b.valid.hist[pick]), v_items)
+    w, curve = choose_weight(v_items, v_logp, v_sas, b.rows(b.valid)[pick], MIX_WEIGHTS)
+    log(f"unirec+sasrec_ce validation NDCG@10 by weight: {json.dumps(curve)} -> {w}")
+    t_sas = sasrec.candidate_logprobs(torch.from_numpy(b.test.hist), uni["test_items"])
+    ranked = mix_rerank(uni["test_items"], uni["test_logp"], t_sas, w)
+    return {"test": report(ranked, b.rows(b.test)), "weight": w, "valid_ndcg@10": curve,
+            "eval_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 def model_override(text: str) -> tuple[str, object]:
@@ -272,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the methods in order; each result is also written to --out as it finishes."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(load_params().data.amazon_path))
-    ap.add_argument("--methods", default="popularity,unirec,sasrec_ce,sasrec_bce,tiger")
+    ap.add_argument("--methods", default="popularity,unirec,sasrec_ce,unirec+sasrec_ce,sasrec_bce,tiger",
+                    help="in order; unirec+sasrec_ce re-ranks unirec's candidates with "
+                         "sasrec_ce, so both must come before it")  # fmt: skip
     ap.add_argument("--k", type=int, default=256, help="codebook size per SID layer")
     ap.add_argument("--layers", type=int, default=3, help="SID layers")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -307,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Workdir(args.params.workdir)
     out = Path(args.out) if args.out else work.reports / "beauty"
     out.mkdir(parents=True, exist_ok=True)
+    args.out_dir = out
     t0 = time.perf_counter()
     b = Beauty(Path(args.data), work, args.k, args.layers, args.seed, args.test_limit,
                args.sid_embedding)  # fmt: skip
@@ -316,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         if m == "popularity":
             r = run_popularity(b, args)
+        elif m == "unirec+sasrec_ce":
+            r = run_mix(b, args)
         elif m in ("sasrec_ce", "sasrec_bce"):
             r = run_sasrec(b, args, m.split("_")[1])
         else:

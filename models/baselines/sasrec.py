@@ -71,6 +71,23 @@ class SASRec(nn.Module):
             out.append(scores.topk(top_n, dim=1).indices.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, top_n), np.int64)
 
+    @torch.no_grad()
+    def candidate_logprobs(self, hist: torch.Tensor, items: np.ndarray,
+                           batch_size: int = 512) -> np.ndarray:  # fmt: skip
+        """hist (n, T) item rows, items (n, N) item rows (-1 = none) -> (n, N) log-softmax of
+        the full-catalogue scores at those items, -inf where there is no item."""
+        self.eval()
+        out = np.full(items.shape, -np.inf, dtype=np.float32)
+        for s in range(0, hist.shape[0], batch_size):
+            h = self.states(hist[s : s + batch_size])[:, -1]  # (b, d)
+            scores = h @ self.item.weight.T  # (b, N_items + 1)
+            scores[:, 0] = float("-inf")
+            logp = scores.log_softmax(dim=1).cpu().numpy()
+            rows = items[s : s + batch_size]
+            picked = np.take_along_axis(logp, np.maximum(rows, 0), axis=1)
+            out[s : s + batch_size] = np.where(rows > 0, picked, -np.inf)
+        return out
+
 
 def sequences(hist: np.ndarray, target: np.ndarray) -> dict[str, torch.Tensor]:
     """Training tensors from each user's longest training sample: seq = history,
