@@ -16,6 +16,9 @@ quantised by the tokenizer's residual k-means (`models.tokenizer.rq_kmeans`):
 capacity-constrained for UniRec, plain RQ-KMeans for the TIGER-like baseline; exposure
 weight = training interaction count + 1. Each method's training is time-boxed (arguments)
 and the best checkpoint is chosen on the validation split; the test split is scored once.
+`unirec+sasrec_ce` re-ranks UniRec's 200 beam candidates by logp_unirec + w * logp_sasrec_ce
+(w chosen on the validation users); each retriever's test candidates and their
+log-probabilities are written to `<out>/<method>_candidates.npz`.
 """
 
 from __future__ import annotations
