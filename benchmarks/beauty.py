@@ -266,9 +266,13 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
                    rank_ks=RANK_KS, batch_size=128, ranked=items)  # fmt: skip
     # kept candidates are item-table rows (as SASRec's and b.rows), not the trie's path rows
     to_table = b.space.ids("item_id", parts.paths.item_ids)  # path row -> item-table row
-    table_rows = lambda r: np.where(r >= 0, to_table[np.maximum(r, 0)], -1)  # noqa: E731
+
+    def table_rows(r: np.ndarray) -> np.ndarray:
+        return np.where(r >= 0, to_table[np.maximum(r, 0)], -1)
+
     kept = {"test_items": table_rows(items), "test_logp": logp}
-    if name == "unirec":  # the validation users' candidates, for the score mix's weight
+    if name == "unirec" and "unirec+sasrec_ce" in args.methods.split(","):
+        # the validation users' candidates, for the score mix's weight (only when it runs)
         v_items, kept["valid_logp"] = beam_candidates(parts.model, val_data, parts.trie,
                                                       max(HR_KS), batch_size=128)  # fmt: skip
         kept["valid_items"], kept["valid_pick"] = table_rows(v_items), pick

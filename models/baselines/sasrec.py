@@ -59,15 +59,21 @@ class SASRec(nn.Module):
             torch.cat([hp, hn]), torch.cat([torch.ones_like(hp), torch.zeros_like(hn)])
         )
 
+    def item_scores(self, hist: torch.Tensor) -> torch.Tensor:
+        """hist (b, T) item rows -> (b, N_items + 1) full-catalogue scores of the next item,
+        h_last . E_items^T, with the padding row 0 at -inf."""
+        h = self.states(hist)[:, -1]  # (b, d)
+        scores = h @ self.item.weight.T
+        scores[:, 0] = float("-inf")
+        return scores
+
     @torch.no_grad()
     def rank(self, hist: torch.Tensor, top_n: int, batch_size: int = 512) -> np.ndarray:
         """hist (n, T) item rows -> top_n item rows per sample (full catalogue)."""
         self.eval()
         out = []
         for s in range(0, hist.shape[0], batch_size):
-            h = self.states(hist[s : s + batch_size])[:, -1]  # (b, d)
-            scores = h @ self.item.weight.T
-            scores[:, 0] = float("-inf")
+            scores = self.item_scores(hist[s : s + batch_size])
             out.append(scores.topk(top_n, dim=1).indices.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, top_n), np.int64)
 
@@ -79,10 +85,7 @@ class SASRec(nn.Module):
         self.eval()
         out = np.full(items.shape, -np.inf, dtype=np.float32)
         for s in range(0, hist.shape[0], batch_size):
-            h = self.states(hist[s : s + batch_size])[:, -1]  # (b, d)
-            scores = h @ self.item.weight.T  # (b, N_items + 1)
-            scores[:, 0] = float("-inf")
-            logp = scores.log_softmax(dim=1).cpu().numpy()
+            logp = self.item_scores(hist[s : s + batch_size]).log_softmax(dim=1).cpu().numpy()
             rows = items[s : s + batch_size]
             picked = np.take_along_axis(logp, np.maximum(rows, 0), axis=1)
             out[s : s + batch_size] = np.where(rows > 0, picked, -np.inf)
