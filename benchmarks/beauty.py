@@ -247,7 +247,7 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
 
     def val(m):
         r = evaluate(m, val_data, parts.trie, beam_size=50, hr_ks=[50], rank_ks=[10],
-                     batch_size=128)  # fmt: skip
+                     batch_size=64)  # fmt: skip
         r = {k: v for k, v in r.items() if k in ("recall@10", "ndcg@10", "hr@50")}
         log(f"{name} validation: {json.dumps({k: round(v, 4) for k, v in r.items()})}")
         if r["recall@10"] > best["recall@10"]:
@@ -261,9 +261,9 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
                 time_budget_s=budget)  # fmt: skip
     parts.model.load_state_dict(best.pop("state"))
     t0 = time.perf_counter()
-    items, logp = beam_candidates(parts.model, test, parts.trie, max(HR_KS), batch_size=128)
+    items, logp = beam_candidates(parts.model, test, parts.trie, max(HR_KS))
     out = evaluate(parts.model, test, parts.trie, beam_size=max(HR_KS), hr_ks=HR_KS,
-                   rank_ks=RANK_KS, batch_size=128, ranked=items)  # fmt: skip
+                   rank_ks=RANK_KS, ranked=items)  # fmt: skip
     # kept candidates are item-table rows (as SASRec's and b.rows), not the trie's path rows
     to_table = b.space.ids("item_id", parts.paths.item_ids)  # path row -> item-table row
 
@@ -274,7 +274,7 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
     if name == "unirec" and "unirec+sasrec_ce" in args.methods.split(","):
         # the validation users' candidates, for the score mix's weight (only when it runs)
         v_items, kept["valid_logp"] = beam_candidates(parts.model, val_data, parts.trie,
-                                                      max(HR_KS), batch_size=128)  # fmt: skip
+                                                      max(HR_KS))  # fmt: skip
         kept["valid_items"], kept["valid_pick"] = table_rows(v_items), pick
     b.kept[name] = kept
     np.savez_compressed(args.out_dir / f"{name}_candidates.npz", **kept)

@@ -135,7 +135,7 @@ class RetrieverEvalParams(Strict):
     hr_ks: list[int] = [50, 100, 200]
     rank_ks: list[int] = [5, 10, 20]
     max_samples: int | None = 2000
-    batch_size: int = Field(64, gt=0)
+    batch_size: int = Field(16, gt=0)
 
 
 class WarmStartParams(Strict):

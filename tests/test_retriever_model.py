@@ -160,10 +160,13 @@ def test_unknown_fields_are_named():
 @given(b=st.integers(1, 4), q=st.integers(1, 6), experts=st.integers(1, 4),
        gates=st.integers(1, 3), seed=st.integers(0, 2**16))  # fmt: skip
 def test_mmoe_gemm_form_matches_the_expert_by_expert_sum(b, q, experts, gates, seed):
-    """The two-GEMM MMoE equals sum_e w_e * SwiGLU_e(x) (eq. 15), for any shapes and tasks."""
+    """The two-GEMM MMoE equals sum_e w_e * SwiGLU_e(x) (eq. 15), for any shapes and tasks,
+    both with autograd and in the in-place inference form."""
     torch.manual_seed(seed)
     ffn = MMoEFFN(d=16, hidden=8, n_experts=experts, n_gates=gates, dropout=0.1).eval()
     x = torch.randn(b, q, 16)
     gate_id = torch.randint(0, gates, (b,))
-    torch.testing.assert_close(ffn(x, gate_id), mmoe_reference(ffn, x, gate_id),
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    expected = mmoe_reference(ffn, x, gate_id)
+    torch.testing.assert_close(ffn(x, gate_id), expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(ffn(x, gate_id), expected, rtol=1e-5, atol=1e-5)
