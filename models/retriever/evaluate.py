@@ -19,7 +19,7 @@ def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie
     (items (n, beam_size) item rows, -1 padded; logp (n, beam_size), -inf padded).
 
     `batch_size` requests per `beam_search` call: about 3,200 beams a call (16 requests at beam
-    200) decode fastest on a 2-core CPU; 128 x 200 beams was 1.4-1.6x slower (Beauty,
+    200) decode fastest on a 2-core CPU; 128 x 200 beams was 1.4-1.5x slower (Beauty,
     benchmarks/beauty.py), its (rows, experts x hidden) activations falling out of cache."""
     model.eval()
     n = data["hist"].shape[0]
