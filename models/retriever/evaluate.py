@@ -11,16 +11,18 @@ from models.retriever.beam import beam_search
 from models.retriever.model import UniRec
 from models.retriever.trie import PathTrie
 
+# Requests per `beam_search` call: about 3,200 beams a call (16 requests at beam 200) decode
+# fastest on a 2-core CPU; 128 x 200 beams was 1.4-1.5x slower (Beauty, benchmarks/beauty.py),
+# its (rows, experts x hidden) activations falling out of cache.
+BEAM_BATCH = 16
+
 
 @torch.no_grad()
 def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-                    batch_size: int = 16, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                    batch_size: int = BEAM_BATCH, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Beam-search top-`beam_size` items of every sample with their path log-probabilities:
-    (items (n, beam_size) item rows, -1 padded; logp (n, beam_size), -inf padded).
-
-    `batch_size` requests per `beam_search` call: about 3,200 beams a call (16 requests at beam
-    200) decode fastest on a 2-core CPU; 128 x 200 beams was 1.4-1.5x slower (Beauty,
-    benchmarks/beauty.py), its (rows, experts x hidden) activations falling out of cache."""
+    (items (n, beam_size) item rows, -1 padded; logp (n, beam_size), -inf padded);
+    `batch_size` requests per `beam_search` call (see BEAM_BATCH)."""
     model.eval()
     n = data["hist"].shape[0]
     dev = next(model.parameters()).device
@@ -35,14 +37,14 @@ def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie
 
 
 def rank_items(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-               batch_size: int = 16, progress: bool = False) -> np.ndarray:  # fmt: skip
+               batch_size: int = BEAM_BATCH, progress: bool = False) -> np.ndarray:  # fmt: skip
     """Beam-search top-`beam_size` item rows for every sample: (n, beam_size), -1 padded."""
     return beam_candidates(model, data, trie, beam_size, batch_size, progress)[0]
 
 
 @torch.no_grad()
 def evaluate(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, *, beam_size: int,
-             hr_ks: list[int], rank_ks: list[int], batch_size: int = 16,
+             hr_ks: list[int], rank_ks: list[int], batch_size: int = BEAM_BATCH,
              purchase: np.ndarray | None = None, progress: bool = False,
              ranked: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
     """HR@K (all / purchase), Recall/NDCG@K and token hit ratio @3 per decoding step.

@@ -75,9 +75,8 @@ class CausalSelfAttention(nn.Module):
             att = (q @ k.transpose(-1, -2)) * self.dh**-0.5  # (N, H, 1, t0+1); plain matmuls
             y = att.softmax(-1) @ v  # beat the fused kernel at these tiny shapes (2x on CPU)
             return self.out(y.transpose(1, 2).reshape(n, t, d)), (k, v)
-        causal = past is None or t > 1
         mask = None
-        if causal and past is not None:  # t new queries over t0 + t keys
+        if past is not None:  # t > 1 new queries over t0 + t keys
             t0 = past[0].shape[2]
             mask = torch.ones(t, t0 + t, dtype=torch.bool, device=x.device).tril(t0)
         y = F.scaled_dot_product_attention(
@@ -85,7 +84,7 @@ class CausalSelfAttention(nn.Module):
             k,
             v,
             attn_mask=mask,
-            is_causal=causal and past is None,
+            is_causal=past is None,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (N, H, t, dh)
         return self.out(y.transpose(1, 2).reshape(n, t, d)), (k, v)
