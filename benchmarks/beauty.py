@@ -44,7 +44,7 @@ from models.baselines.variants import variant  # noqa: E402
 from models.data import FeatureSpace, build_samples, encode_batch, samples_from_histories  # noqa: E402
 from models.metrics import retrieval_report, target_ranks  # noqa: E402
 from models.retriever.build import build_retriever  # noqa: E402
-from models.retriever.evaluate import beam_candidates, evaluate  # noqa: E402
+from models.retriever.evaluate import beam_candidates, evaluate, item_head_logprobs  # noqa: E402
 from models.train import train  # noqa: E402
 from sidflow.config import load_params  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
@@ -261,7 +261,12 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
                 time_budget_s=budget)  # fmt: skip
     parts.model.load_state_dict(best.pop("state"))
     t0 = time.perf_counter()
+    head = {}
+    if parts.model.item_head is not None:  # path scores first; the head's weight on validation
+        parts.model.item_head_weight = 0.0
     items, logp = beam_candidates(parts.model, test, parts.trie, max(HR_KS))
+    if parts.model.item_head is not None:
+        items, logp, head = item_head_rerank(parts.model, parts.trie, val_data, test, items, logp)
     out = evaluate(parts.model, test, parts.trie, beam_size=max(HR_KS), hr_ks=HR_KS,
                    rank_ks=RANK_KS, ranked=items)  # fmt: skip
     # kept candidates are item-table rows (as SASRec's and b.rows), not the trie's path rows
@@ -279,12 +284,30 @@ def run_retriever(b: Beauty, args, name: str) -> dict:
     b.kept[name] = kept
     np.savez_compressed(args.out_dir / f"{name}_candidates.npz", **kept)
     return {"test": out, "valid_best": best, "train_seconds": res.seconds, "steps": res.steps,
-            "eval_seconds": time.perf_counter() - t0, "valid_curve": res.evals,
+            "eval_seconds": time.perf_counter() - t0, "valid_curve": res.evals, **head,
             "params": sum(p.numel() for p in parts.model.parameters()),
             "path": parts.paths.spec.fields, "vocab": parts.paths.spec.vocab_sizes,
             "sid_version": str(sids["version"].iloc[0]), "ema_decay": tp.ema_decay,
             "model": mp.model_dump(include={"profile_fields", "node_dim", "trie_softmax",
-                                            "node_tie", "encoder_layers"})}  # fmt: skip
+                                            "node_tie", "encoder_layers", "item_head"})}  # fmt: skip
+
+
+def item_head_rerank(model, trie, val_data: dict, test: dict, items: np.ndarray, logp: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, dict]:  # fmt: skip
+    """Re-rank the test beam (path log-probabilities) by logp + w * log p_item of the model's
+    item head (models/retriever/item_head.py), w chosen on the validation users' beams; returns
+    (items, mixed scores, details incl. the test metrics of the paths alone)."""
+    v_items, v_logp = beam_candidates(model, val_data, trie, max(HR_KS))
+    v_head = item_head_logprobs(model, val_data, v_items)
+    w, curve = choose_weight(v_items, v_logp, v_head, val_data["item_row"].numpy(), MIX_WEIGHTS)
+    log(f"unirec item head: validation NDCG@10 by weight {json.dumps(curve)} -> {w}")
+    model.item_head_weight = w
+    paths_only = report(items, test["item_row"].numpy())
+    mixed = np.where(items >= 0, logp + w * item_head_logprobs(model, test, items), -np.inf)
+    order = np.argsort(-mixed, axis=1, kind="stable")
+    items, mixed = np.take_along_axis(items, order, 1), np.take_along_axis(mixed, order, 1)
+    return items, mixed.astype(np.float32), {"item_head_weight": w, "item_head_valid_ndcg@10":
+                                             curve, "test_paths_only": paths_only}  # fmt: skip
 
 
 def run_mix(b: Beauty, args) -> dict:

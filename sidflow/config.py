@@ -108,6 +108,8 @@ class RetrieverModelParams(Strict):
     node_dim: int = Field(0, ge=0)  # per-trie-edge output vectors in the rank heads; 0 = off
     trie_softmax: bool = False  # each step's softmax over the trie node's children only
     node_tie: bool = False  # edge vectors also read the input item embeddings below the edge
+    item_head: bool = False  # full-catalogue item softmax from the BOS state (item_head.py)
+    item_head_weight: float = Field(1.0, ge=0)  # w: beam re-rank by log p_path + w log p_item
 
 
 class RetrieverTrainParams(Strict):

@@ -61,13 +61,17 @@ def test_candidates_batch_like_one_call_and_feed_evaluate():
     content_summary=st.booleans(),
     nodes=st.sampled_from([(0, False), (4, False), (4, True)]),  # (node_dim, node_tie)
     trie_softmax=st.booleans(),
+    item_head=st.booleans(),
 )
 def test_fast_beam_equals_reference(seed, beam, self_attention, chain, content_summary, nodes,
-                                    trie_softmax):  # fmt: skip
+                                    trie_softmax, item_head):  # fmt: skip
     node_dim, node_tie = nodes
     p = parts(n_items=40, seed=seed % 7, self_attention=self_attention, chain=chain,
               content_summary=content_summary, node_dim=node_dim, node_tie=node_tie,
-              trie_softmax=trie_softmax)  # fmt: skip
+              trie_softmax=trie_softmax, item_head=item_head, item_head_weight=0.7)  # fmt: skip
+    if item_head:  # random output vectors: the re-ranking moves items
+        torch.manual_seed(seed)
+        torch.nn.init.normal_(p.model.item_head.emb.weight)
     if node_dim:  # trie-edge vectors start at zero: give them values that change the ranking
         torch.manual_seed(seed)
         for emb in [*p.model.nodes.emb, *p.model.nodes.bias]:

@@ -5,13 +5,16 @@ once (`UniRec.encode`); all W beams then query the same K/V. At step t the allow
 next tokens of every beam come from the `PathTrie` tensors, so only prefixes of real
 catalogue paths survive and every finished beam is an item. Scores are the summed
 log-probabilities of the model's per-step softmax (disallowed tokens get -inf, no
-renormalisation, as Hugging Face `prefix_allowed_tokens_fn` does).
+renormalisation, as Hugging Face `prefix_allowed_tokens_fn` does). With the model's item
+head on, the finished beams are re-ranked by path log-probability + w * item log-probability
+(item_head.py).
 """
 
 from __future__ import annotations
 
 import torch
 
+from models.retriever.item_head import rerank
 from models.retriever.model import Cache, DecodeContext, UniRec
 from models.retriever.trie import PathTrie
 
@@ -56,6 +59,8 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
     valid = nodes >= 0
     items = torch.where(valid, trie.leaf_item[nodes.clamp_min(0)], torch.full_like(nodes, -1))
     scores = scores.masked_fill(~valid, float("-inf"))
+    if model.item_head is not None and model.item_head_weight:  # re-rank the finished beams
+        items, scores = rerank(items, scores, model.item_logprobs(ctx), model.item_head_weight)
     n = top_n or beam_size
     items, scores = items[:, :n], scores[:, :n]
     if items.shape[1] < n:  # fewer valid paths than N: pad

@@ -46,5 +46,11 @@ def reference_beam_search(model: UniRec, batch: dict[str, torch.Tensor], codes: 
                         cands.append((toks + (tok,), score + float(logp[tok]), sub))
             cands.sort(key=lambda c: -c[1])
             beams = cands[:beam_size]
-        results.append([(sub["item"], score) for _, score, sub in beams])
+        found = [(sub["item"], score) for _, score, sub in beams]
+        if model.item_head is not None and model.item_head_weight:  # item_head.py re-ranking
+            item_logp = model.item_logprobs(model.encode(one))[0].float()
+            w = model.item_head_weight
+            found = sorted(((i, s + w * float(item_logp[i])) for i, s in found),
+                           key=lambda c: -c[1])  # fmt: skip
+        results.append(found)
     return results

@@ -36,6 +36,24 @@ def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie
     return items_out, logp_out
 
 
+@torch.no_grad()
+def item_head_logprobs(model: UniRec, data: dict[str, torch.Tensor], items: np.ndarray,
+                       batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    """The item head's log p_item (n, W) of candidate path rows `items` (n, W) (-1 padded: 0),
+    e.g. to choose `item_head_weight` on validation candidates decoded with weight 0."""
+    if model.item_head is None:
+        raise ValueError("retriever.model.item_head is off: the model has no item head")
+    model.eval()
+    dev = next(model.parameters()).device
+    out = np.zeros(items.shape, dtype=np.float32)
+    for s in range(0, len(items), batch_size):
+        batch = {k: v[s : s + batch_size].to(dev) for k, v in data.items()}
+        lp = model.item_logprobs(model.encode(batch))  # (b, N)
+        rows = torch.from_numpy(items[s : s + batch_size]).to(dev)
+        out[s : s + len(rows)] = lp.gather(1, rows.clamp_min(0)).float().cpu().numpy()
+    return np.where(items >= 0, out, 0.0).astype(np.float32)
+
+
 def rank_items(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
                batch_size: int = BEAM_BATCH, progress: bool = False) -> np.ndarray:  # fmt: skip
     """Beam-search top-`beam_size` item rows for every sample: (n, beam_size), -1 padded."""

@@ -7,6 +7,7 @@
     head t  -> RankHead([q_t, e_prefix(<t), c_t, h_agg]) -> softmax over V_t  (eq. 18)
                [+ per-trie-edge output vectors; softmax over the node's children] (nodes.py)
     loss    -> sum_t -alpha * log p(s*_t | s*_<t)                             (eq. 19)
+               [+ -alpha * log p_item(i*) of the item-level head]             (item_head.py)
 
 P = m + L (+1 dedup) decoding steps; B requests, W beams, d = d_model.
 """
@@ -23,6 +24,7 @@ from torch import nn
 from models.retriever.content_summary import ContentSummary
 from models.retriever.heads import RankHead
 from models.retriever.inputs import InputEncoder
+from models.retriever.item_head import ItemHead
 from models.retriever.layers import DecoderBlock
 from models.retriever.nodes import PathNodes
 from models.retriever.paths import PathSpec
@@ -131,6 +133,13 @@ class UniRec(nn.Module):
                 raise ValueError("retriever.model.node_tie needs each path's item id")
             self.nodes = PathNodes(item_paths, spec.vocab_sizes, d, m.get("node_dim", 0),
                                    path_item_ids if tie else None, m["d_field"])  # fmt: skip
+        self.item_head = None
+        self.item_head_weight = float(m.get("item_head_weight", 1.0))
+        if m.get("item_head", False):
+            if path_item_ids is None:
+                raise ValueError("retriever.model.item_head needs each path's item id")
+            self.item_head = ItemHead(d, d_agg, path_item_ids, m["d_field"],
+                                      tie="item_id" in m["seq_fields"])  # fmt: skip
 
     # ---- request side -------------------------------------------------------------
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
@@ -221,28 +230,52 @@ class UniRec(nn.Module):
         h = ctx.h_agg[:, None].expand(b, w, -1).reshape(b * w, -1)
         return self._head(t, q, flat, cs, h).log_softmax(-1).view(b, w, -1), cache
 
-    def step_logits(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Teacher forcing: logits (B, V_t) of every step t given the true prefix."""
+    def item_logprobs(self, ctx: DecodeContext) -> torch.Tensor:
+        """log p_item over the catalogue's path rows (B, N) from the BOS state (item_head.py)."""
+        b = ctx.h_agg.shape[0]
+        empty = torch.zeros((b, 1, 0), dtype=torch.long, device=ctx.h_agg.device)
+        q0 = self._decode(ctx, empty)[0][:, 0, 0]  # (B, d)
+        return self._item_logits(q0, ctx.h_agg).log_softmax(-1)
+
+    def _item_logits(self, q0: torch.Tensor, h_agg: torch.Tensor) -> torch.Tensor:
+        """The item head's logits (B, N) from q_0 (B, d) and h_agg (B, d_agg)."""
+        assert self.item_head is not None
+        item_emb = self.inputs.field_emb["item_id"].weight if self.item_head.tie else None
+        return self.item_head(q0, h_agg, item_emb)
+
+    def _teacher_forced(self, batch: dict[str, torch.Tensor]
+                        ) -> tuple[DecodeContext, torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+        """Teacher forcing: (context, decoder states (B, P, d), logits (B, V_t) of every step t
+        given the true prefix)."""
         ctx = self.encode(batch)
         target = batch["target"]  # (B, P)
         q = self._decode(ctx, target[:, None, :-1])[0][:, 0]  # (B, P, d)
         cs = self.cs(target, self.n_steps) if self.cs is not None else None  # (B, P, d_cs)
-        return [
+        logits = [
             self._head(t, q[:, t], target, cs[:, t] if cs is not None else None, ctx.h_agg)
             for t in range(self.n_steps)
         ]
+        return ctx, q, logits
+
+    def step_logits(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Teacher forcing: logits (B, V_t) of every step t given the true prefix."""
+        return self._teacher_forced(batch)[2]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training forward = the loss (so DDP wraps it)."""
         return self.loss(batch)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Eq. 19: engagement-weighted NTP, summed over steps, averaged over the batch."""
-        logits = self.step_logits(batch)
+        """Eq. 19: engagement-weighted NTP, summed over steps, averaged over the batch (plus
+        the item head's cross-entropy on the same weights when it is on)."""
+        ctx, q, logits = self._teacher_forced(batch)
         target = batch["target"]
         nll = sum(  # (B,)
             F.cross_entropy(lg.float(), target[:, t], reduction="none")
             for t, lg in enumerate(logits)
         )
+        if self.item_head is not None:
+            item_logits = self._item_logits(q[:, 0], ctx.h_agg).float()  # (B, N)
+            nll = nll + F.cross_entropy(item_logits, batch["item_row"], reduction="none")
         w = batch["weight"]
         return (w * nll).sum() / w.sum()

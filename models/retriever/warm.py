@@ -12,6 +12,7 @@ vocabularies, so rows are copied by the value they stand for, not by position:
     tok.<t>, prefix.<t>        path-token input embeddings  rows keyed by step t's tokens
     heads.<t>.logits           step t's output layer        rows keyed by step t's tokens
     nodes.{emb,bias}.<t>       trie-edge output vectors     rows keyed by the edge's path
+    item_head.{emb,bias}       item-head output vectors     rows keyed by the path's item id
 
 Step t's tokens are attribute values on Chain-of-Attribute steps (PathSpec.attr_values) and
 codes on SID / dedup steps (same code, same row). Every other tensor is copied when its
@@ -30,7 +31,13 @@ from models.retriever.model import UniRec
 from models.retriever.paths import PathSpec
 
 # today's catalogue, never copied
-FRESH_BUFFERS = ("inputs.item_fields", "inputs.item_sids", "nodes.codes", "nodes.item_ids")
+FRESH_BUFFERS = (
+    "inputs.item_fields",
+    "inputs.item_sids",
+    "nodes.codes",
+    "nodes.item_ids",
+    "item_head.item_ids",
+)
 
 
 def row_pairs(old: list[str], new: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +87,13 @@ def _keyed_rows(name: str, old: UniRec, new: UniRec, old_vocab: dict, new_vocab:
             model.nodes.edge_names(t, [step_rows(model.cfg.path, j) for j in range(t + 1)])
             for model in (old, new)
         )
+    if re.fullmatch(r"item_head\.(?:emb|bias)\.weight", name) and old.item_head is not None:
+        old_ids, new_ids = (
+            field_rows(old_vocab.get("item_id", {})),
+            field_rows(new_vocab["item_id"]),
+        )
+        return ([old_ids[i] for i in old.item_head.item_ids.tolist()],
+                [new_ids[i] for i in new.item_head.item_ids.tolist()])  # fmt: skip
     return None
 
 
