@@ -80,7 +80,7 @@ class UniRec(nn.Module):
                  path_item_ids: torch.Tensor | None = None):  # fmt: skip
         """`item_paths` (N, P): the catalogue's decoding paths, needed by the trie-node options
         (`node_dim`, `trie_softmax`); `path_item_ids` (N,): each path's item_id field id
-        (`node_tie`)."""
+        (`node_tie`, `item_head`)."""
         super().__init__()
         self.cfg = cfg
         m = cfg.model
