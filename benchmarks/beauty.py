@@ -42,7 +42,7 @@ import sidflow  # noqa: E402,F401  (telemetry settings)
 from ingestion.amazon import HISTORY_CAP, load_amazon  # noqa: E402
 from models.baselines.popularity import popularity_ranking  # noqa: E402
 from models.baselines.sasrec import SASRec, sequences  # noqa: E402
-from models.baselines.score_mix import choose_weight, mix_rerank  # noqa: E402
+from models.baselines.score_mix import choose_weight, mix_rerank, mix_scores  # noqa: E402
 from models.baselines.variants import variant  # noqa: E402
 from models.data import FeatureSpace, build_samples, encode_batch, samples_from_histories  # noqa: E402
 from models.metrics import retrieval_report, target_ranks  # noqa: E402
@@ -309,9 +309,7 @@ def item_head_rerank(model, trie, val_data: dict, test: dict, items: np.ndarray,
     log(f"unirec item head: validation NDCG@10 by weight {json.dumps(curve)} -> {w}")
     model.item_head_weight = w
     paths_only = report(items, test["item_row"].numpy())
-    mixed = np.where(items >= 0, logp + w * item_head_logprobs(model, test, items), -np.inf)
-    order = np.argsort(-mixed, axis=1, kind="stable")
-    items, mixed = np.take_along_axis(items, order, 1), np.take_along_axis(mixed, order, 1)
+    items, mixed = mix_scores(items, logp, item_head_logprobs(model, test, items), w)
     return items, mixed.astype(np.float32), {"item_head_weight": w, "item_head_valid_ndcg@10":
                                              curve, "test_paths_only": paths_only}  # fmt: skip
 

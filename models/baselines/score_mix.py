@@ -16,16 +16,22 @@ import numpy as np
 from models.metrics import ndcg, target_ranks
 
 
-def mix_rerank(
-    items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, weight: float
-) -> np.ndarray:
-    """items (n, N) item rows (-1 = none), logp_a / logp_b (n, N) -> items re-ordered by
-    logp_a + weight * logp_b, best first (stable: ties keep the first model's order;
-    empty slots stay last)."""
+def mix_scores(items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, weight: float
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """items (n, N) item rows (-1 = none), logp_a / logp_b (n, N) -> (items, logp_a + weight *
+    logp_b) re-ordered best first (stable: ties keep the first model's order; empty slots stay
+    last with -inf)."""
     live = items >= 0
     score = np.where(live, logp_a + weight * np.where(live, logp_b, 0.0), -np.inf)
     order = np.argsort(-score, axis=1, kind="stable")
-    return np.take_along_axis(items, order, axis=1)
+    return np.take_along_axis(items, order, axis=1), np.take_along_axis(score, order, axis=1)
+
+
+def mix_rerank(
+    items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, weight: float
+) -> np.ndarray:
+    """The items of `mix_scores` only: re-ordered by logp_a + weight * logp_b, best first."""
+    return mix_scores(items, logp_a, logp_b, weight)[0]
 
 
 def choose_weight(items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, targets: np.ndarray,
