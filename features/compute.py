@@ -29,6 +29,8 @@ EVENT_FLAGS = {
     "cart": "has_cart",
     "purchase": "has_purchase",
 }
+# u2i_stats.sql sums a day's three counts packed in one BIGINT, this many bits each (3 x 21 < 63)
+PACK_BITS = 21
 
 
 @functools.cache
@@ -99,10 +101,30 @@ def _context(fp: FeaturesParams) -> dict:
     }
 
 
+def u2i_pack_bits(con: duckdb.DuckDBPyConnection, name: str, fp: FeaturesParams) -> int | None:
+    """PACK_BITS if every window sum of the view's daily counts fits in it, else None.
+
+    A window holds at most `max_window` daily rows of a key, so the largest daily count times
+    `max_window` bounds every sum; past it (e.g. bot traffic) the counts are summed one by one.
+    """
+    (largest,) = con.execute(
+        f"SELECT max(greatest(exposures, clicks, purchases)) FROM fe_daily_{name}"
+    ).fetchone()
+    fits = (largest or 0) * fp.windows_days[-1] < 2**PACK_BITS
+    return PACK_BITS if fits else None
+
+
 def build_view(
-    con: duckdb.DuckDBPyConnection, spec: ViewSpec, fp: FeaturesParams, days: dict
+    con: duckdb.DuckDBPyConnection,
+    spec: ViewSpec,
+    fp: FeaturesParams,
+    days: dict,
+    pack: bool = True,
 ) -> str:
-    """Create temp table `fe_out_<view>` with the view's rows for every day; returns its name."""
+    """Create temp table `fe_out_<view>` with the view's rows for every day; returns its name.
+
+    `pack=False` sums the u2i counts one by one even when they fit packed (the same rows).
+    """
     ctx = _context(fp)
     name, keys = spec.name, list(spec.join_keys)
     con.execute(render_sql("daily_counts", name=name, keys=keys, recency=spec.name == "user_stats"))
@@ -110,14 +132,27 @@ def build_view(
     if spec.ttl_group != "u2i":
         sql = render_sql(spec.name, name=name, **ctx)
     else:
-        sql = render_sql("u2i_stats", name=name, attribute=keys[1], prefix=f"u_{keys[1]}", **ctx)
+        bits = u2i_pack_bits(con, name, fp) if pack else None
+        sql = render_sql(
+            "u2i_stats",
+            name=name,
+            attribute=keys[1],
+            prefix=f"u_{keys[1]}",
+            pack_bits=bits,
+            **ctx,
+        )
     out = f"fe_out_{spec.name}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {sql}")
     return out
 
 
 def _write_day(
-    con: duckdb.DuckDBPyConnection, table: str, spec: ViewSpec, day: dt.date, path: Path
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    spec: ViewSpec,
+    day: dt.date,
+    path: Path,
+    enum_keys: list[str],
 ) -> None:
     """Write one day's rows of `table` to `path` atomically (temp file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -126,7 +161,9 @@ def _write_day(
     cols = ", ".join(
         f"CAST({c} AS VARCHAR) AS {c}" if c in spec.join_keys else c for c in spec.columns
     )
-    order = ", ".join(spec.join_keys)  # the VARCHAR columns (sorting the ENUMs is slower)
+    # sorted by key value: an ENUM's codes follow its sorted values, and integers sort faster
+    # than the strings (the same file, a third less time)
+    order = ", ".join(f"enum_code({k})" if k in enum_keys else k for k in spec.join_keys)
     con.execute(
         f"COPY (SELECT {cols} FROM {table} WHERE d = DATE '{day.isoformat()}' ORDER BY {order}) "
         f"TO '{tmp.as_posix()}' (FORMAT parquet)"
@@ -146,6 +183,7 @@ def compute_feature_tables(
     fp: FeaturesParams,
     first_day: dt.date,
     last_day: dt.date | None = None,
+    pack: bool = True,
 ) -> FeatureTablesReport:
     """Compute and write every feature view for each day of [first_day, last_day].
 
@@ -168,12 +206,8 @@ def compute_feature_tables(
             )
         ctx = _context(fp)
         sources = _key_sources(specs)
-        script = render_sql(
-            "events_window",
-            key_sources=sources,
-            enum_keys=_keys_with_values(con, sources),
-            **ctx,
-        )
+        enum_keys = _keys_with_values(con, sources)
+        script = render_sql("events_window", key_sources=sources, enum_keys=enum_keys, **ctx)
         _execute_script(con, script, days)
         con.execute(render_sql("day_context", **ctx), days)
         flags = con.execute(
@@ -184,7 +218,7 @@ def compute_feature_tables(
         report = FeatureTablesReport(first_day, last_day, {}, {}, {}, present)
         for spec in specs.values():
             t_build = time.perf_counter()
-            table = build_view(con, spec, fp, days)
+            table = build_view(con, spec, fp, days, pack)
             t_write = time.perf_counter()
             per_day = dict(con.execute(f"SELECT d, count(*) FROM {table} GROUP BY d").fetchall())
             report.rows[spec.name] = {}
@@ -193,7 +227,7 @@ def compute_feature_tables(
             while day <= last_day:
                 path = Path(features_dir) / spec.name / f"day={day.isoformat()}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                _write_day(con, table, spec, day, path)
+                _write_day(con, table, spec, day, path, enum_keys)
                 report.rows[spec.name][day.isoformat()] = int(per_day.get(day, 0))
                 report.paths[spec.name].append(str(path))
                 day += dt.timedelta(days=1)

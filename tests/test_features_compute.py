@@ -82,8 +82,9 @@ def event_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(log=event_logs(), first=st.integers(0, 44), span=st.integers(0, 6))
-def test_sql_agrees_with_pandas_reference(log, first, span):
+@given(log=event_logs(), first=st.integers(0, 44), span=st.integers(0, 6), pack=st.booleans())
+def test_sql_agrees_with_pandas_reference(log, first, span, pack):
+    """Both ways of summing the u2i counts (packed in one BIGINT, or one by one) agree."""
     events, items, _ = log
     fp = FeaturesParams()
     first_day = START + dt.timedelta(days=first)
@@ -95,12 +96,29 @@ def test_sql_agrees_with_pandas_reference(log, first, span):
             with pytest.raises(ValueError, match="ingest that day first"):
                 compute_feature_tables(wh, Path(tmp) / "f", fp, first_day, last_day)
             return
-        compute_feature_tables(wh, Path(tmp) / "f", fp, first_day, last_day)
+        compute_feature_tables(wh, Path(tmp) / "f", fp, first_day, last_day, pack=pack)
         ref = reference_feature_tables(
             wh.query("SELECT * FROM events"), items, fp, first_day, last_day
         )
         for name in view_specs(fp):
             assert_tables_equal(read_feature_table(Path(tmp) / "f", name), ref[name], name)
+
+
+def test_u2i_counts_are_packed_only_when_every_window_sum_fits():
+    import duckdb
+
+    from features.compute import PACK_BITS, u2i_pack_bits
+
+    fp = FeaturesParams()  # largest window 30 days
+    con = duckdb.connect()
+    limit = (2**PACK_BITS - 1) // fp.windows_days[-1]  # the largest daily count that fits
+    for largest, expected in ((limit, PACK_BITS), (limit + 1, None), (None, PACK_BITS)):
+        con.execute(
+            "CREATE OR REPLACE TABLE fe_daily_v AS "
+            f"SELECT 1 AS exposures, CAST({largest if largest else 'NULL'} AS INTEGER) AS clicks, "
+            "0 AS purchases"
+        )
+        assert u2i_pack_bits(con, "v", fp) == expected, largest
 
 
 def test_rows_are_a_changelog_of_the_windows(tmp_path):
