@@ -7,13 +7,19 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.compute import compute_feature_tables, read_feature_table
+from features.compute import (
+    PACK_BITS,
+    compute_feature_tables,
+    read_feature_table,
+    u2i_pack_bits,
+)
 from features.reference import reference_feature_tables
 from features.schema import end_of_day, view_specs
 from ingestion.warehouse import Warehouse
@@ -105,10 +111,6 @@ def test_sql_agrees_with_pandas_reference(log, first, span, pack):
 
 
 def test_u2i_counts_are_packed_only_when_every_window_sum_fits():
-    import duckdb
-
-    from features.compute import PACK_BITS, u2i_pack_bits
-
     fp = FeaturesParams()  # largest window 30 days
     con = duckdb.connect()
     limit = (2**PACK_BITS - 1) // fp.windows_days[-1]  # the largest daily count that fits
