@@ -9,7 +9,6 @@ rows that break a rule to quarantine with the rule's name, and returns the valid
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import great_expectations as gx
 import pandas as pd
 
+from data_contracts.gx_project import gx_context
 from data_contracts.quarantine import Quarantine
 from data_contracts.suites import events_suite, items_suite, users_suite
 from ingestion.canonical import SCHEMAS, TYPE_ERROR_COLUMN, BatchRejected, conform, read_batch
@@ -72,17 +72,6 @@ class ContractReport:
             "rejected_batches": [f"{b['file']}: {b['reason']}" for b in self.rejected_batches],
             "failed_rules": self.failed_rules,
         }
-
-
-@functools.lru_cache(maxsize=4)
-def gx_context(root: str) -> gx.data_context.FileDataContext:
-    """The file-backed GX project under the working folder (progress bars off)."""
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    ctx = gx.get_context(mode="file", project_root_dir=root)
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    ctx.variables.save()
-    return ctx
 
 
 def _run_checkpoint(

@@ -24,14 +24,17 @@ import numpy as np
 import pandas as pd
 import yaml
 from feast import FeatureStore, FeatureView, RepoConfig
+from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE
+from google.protobuf.message import DecodeError
 
 from features.definitions import build_repo
 from features.online_sqlite import BatchedSqliteOnlineStore, string_entity_keys
 from features.schema import TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
 from ingestion.warehouse import Warehouse
+from sidflow.atomic import set_aside
 from sidflow.config import Params
 from sidflow.workdir import Workdir
 
@@ -68,7 +71,28 @@ def sqlite_online_path(params: Params) -> Path:
 
 def feature_store(params: Params) -> FeatureStore:
     """Feast's FeatureStore for the working folder and online store profile in `params`."""
-    return FeatureStore(config=repo_config(params))
+    config = repo_config(params)
+    set_aside_cut_registry(Path(config.registry.path))
+    return FeatureStore(config=config)
+
+
+def set_aside_cut_registry(path: Path) -> Path | None:
+    """Move a registry file that does not parse to feast/interrupted/<UTC time>/; its new place.
+
+    Feast writes registry.db in place: a process killed mid-write leaves it cut short, and every
+    later FeatureStore fails on it. `apply` declares all its objects again; only the materialized
+    intervals are lost, and `materialize_day` then loads the TTL window again (same rows).
+    """
+    if not path.exists():
+        return None
+    try:
+        RegistryProto().ParseFromString(path.read_bytes())
+        return None
+    except DecodeError as e:
+        folder = set_aside(
+            [path], path.parent, path.parent / "interrupted", f"does not parse ({e})"
+        )
+        return folder / path.name
 
 
 def apply(params: Params, store: FeatureStore | None = None) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from data_contracts.gx_project import INTERRUPTED, cut_config_files, gx_context
 from data_contracts.quarantine import Quarantine
 from data_contracts.runner import validate_table
 from ingestion.canonical import write_parquet_atomic
@@ -162,3 +163,33 @@ def test_gate_and_data_docs(workdir, tiny_world, day_events):
     f2 = write_parquet_atomic(bad, workdir.raw_dir("events", day) / "good.parquet")
     report = _validate(workdir, tiny_world, day, [f2])
     assert not report.passes_gate(0.05)
+
+
+GX_CONFIG_FILES = ["great_expectations.yml", "uncommitted/config_variables.yml",
+                   "expectations/events.json", "checkpoints/events_checkpoint.json",
+                   "validation_definitions/events_contract.json"]  # fmt: skip
+
+
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_gx_files_cut_by_a_killed_run_are_set_aside_and_written_again(
+    workdir, tiny_world, day_events, cut
+):
+    """GX writes in place: a run killed mid-write leaves a file cut short. The next run moves it
+    to gx/uncommitted/interrupted/ (kept) and validates as before."""
+    day, good = day_events
+    f = write_parquet_atomic(good, workdir.raw_dir("events", day) / "good.parquet")
+    first = _validate(workdir, tiny_world, day, [f])
+    gx_dir = workdir.gx_root / "gx"
+    left = {}
+    for rel in GX_CONFIG_FILES:
+        whole = (gx_dir / rel).read_bytes()
+        left[rel] = whole[: len(whole) // 2] if cut == "half" else b""
+        (gx_dir / rel).write_bytes(left[rel])
+    gx_context.cache_clear()  # as in the next process
+    again = _validate(workdir, tiny_world, day, [f])
+    assert again.success and len(again.valid) == len(first.valid) == len(good)
+    assert not cut_config_files(gx_dir)
+    kept = {p.relative_to(folder).as_posix(): p.read_bytes()
+            for folder in (gx_dir / INTERRUPTED).iterdir()
+            for p in folder.rglob("*") if p.is_file()}  # fmt: skip
+    assert kept == left, "every cut file is kept as it was left"

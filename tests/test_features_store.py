@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -221,6 +222,21 @@ def test_rematerializing_changes_nothing(served, tiny_world):
     assert _online_rows(served) == snapshot
     store.materialize_day(served, tiny_world.days[1])  # an older day: no roll-back either
     assert _online_rows(served) == snapshot
+
+
+def test_a_registry_cut_by_a_killed_run_is_set_aside(served, tiny_world, tmp_path):
+    """Feast writes registry.db in place: a kill mid-write leaves it cut short. The next run
+    keeps it aside, applies again and materializes the same online rows."""
+    params = served.model_copy(update={"workdir": tmp_path})
+    for folder in ("feast", "features"):
+        shutil.copytree(Path(served.workdir) / folder, tmp_path / folder)
+    registry = Path(store.repo_config(params).registry.path)
+    cut = registry.read_bytes()[: registry.stat().st_size // 2]
+    registry.write_bytes(cut)
+    store.apply(params)
+    store.materialize_day(params, tiny_world.days[2])
+    assert _online_rows(params) == _online_rows(served)
+    assert [p.read_bytes() for p in registry.parent.glob("interrupted/*/registry.db")] == [cut]
 
 
 def test_catching_up_skipped_days_equals_loading_each_day(served, tmp_path_factory, tiny_world):

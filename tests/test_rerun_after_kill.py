@@ -16,19 +16,21 @@ from sidflow.config import PROJECT_ROOT
 from sidflow.workdir import Workdir
 
 
-def _run(params_file: Path) -> subprocess.Popen:
+def _run(params_file: Path, log: Path) -> subprocess.Popen:
+    """`sidflow run` in its own process group, its output in `log`."""
     env = {**os.environ, "SIDFLOW_PARAMS": str(params_file)}
     env.pop("SIDFLOW_WORKDIR", None)
-    return subprocess.Popen([sys.executable, "-m", "sidflow.cli", "run"], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "sidflow.cli", "run"], cwd=PROJECT_ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
 
 
 def test_kill_mid_run_then_rerun(tmp_path):
     params_file = quick_params_file(tmp_path, tmp_path / "work")
     wd = Workdir(tmp_path / "work")
 
-    proc = _run(params_file)
+    proc = _run(params_file, tmp_path / "killed_run.log")
     deadline = time.time() + 300
     # Kill while the second day is being materialized (its raw batch has landed).
     while time.time() < deadline and proc.poll() is None:
@@ -39,8 +41,9 @@ def test_kill_mid_run_then_rerun(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    rerun = _run(params_file)
-    assert rerun.wait(900) == 0
+    rerun_log = tmp_path / "rerun.log"
+    rerun = _run(params_file, rerun_log)
+    assert rerun.wait(900) == 0, rerun_log.read_text()[-6000:]
     wh = Warehouse(wd.warehouse)
     for table, key in (("events", "event_id"), ("items", "item_id"), ("users", "user_id")):
         dup = wh.query(f"SELECT count(*) - count(DISTINCT {key}) AS d FROM {table}")["d"].iloc[0]
