@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.canonical import write_parquet_atomic
+from sidflow.atomic import write_text_atomic
 
 
 class Quarantine:
@@ -43,8 +44,7 @@ class Quarantine:
             write_parquet_atomic(rows.astype("string"), rows_path)
         elif rows_path.exists():
             rows_path.unlink()
-        batches_path.parent.mkdir(parents=True, exist_ok=True)
-        batches_path.write_text(json.dumps(batches, indent=2, default=str))
+        write_text_atomic(json.dumps(batches, indent=2, default=str), batches_path)
 
     def read_rows(self, table: str, day: dt.date | None) -> pd.DataFrame:
         """Quarantined rows of (table, day); empty if none."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sidflow.atomic import write_text_atomic
 from sidflow.config import RankerGateParams, RetrieverGateParams, SidGateParams
 
 
@@ -94,10 +94,7 @@ def record(reports: Path, day: dt.date, stage: str, gates: list[Gate]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text()) if path.exists() else {}
     current[stage] = [asdict(g) | {"message": g.message} for g in gates]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(json.dumps(current, indent=2), path)
 
 
 def read_day(reports: Path, day: dt.date) -> dict[str, list[dict]]:

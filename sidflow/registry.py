@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
+
+from sidflow.atomic import write_text_atomic
 
 
 class RegistryError(RuntimeError):
@@ -41,13 +42,7 @@ class Registry:
         return json.loads(self.path.read_text())
 
     def _write(self, state: dict) -> dict:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(state, indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)  # readers see the old file or the new one, never half
+        write_text_atomic(json.dumps(state, indent=2), self.path)
         return state
 
     def set_candidate(self, version: dict) -> dict:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from models.tokenizer import load_sid_table
+from models.tokenizer.data import load_tokenizer_data
 from models.tokenizer.dvc_hash import dvc_dir_hash
 from models.tokenizer.semantic import semantic_embeddings
 from models.tokenizer.stage import run_sid_stage
@@ -46,6 +47,32 @@ def params(workdir, tiny_folder):
     cache.mkdir(parents=True, exist_ok=True)
     shutil.copy(tiny_folder / "minilm.parquet", cache / "minilm.parquet")
     return load_params(overrides=SMALL)
+
+
+class Killed(Exception):
+    """Stands for SIGKILL arriving in the middle of a file write."""
+
+
+def test_a_cut_encoder_cache_write_is_not_a_cache_hit(params, tiny_folder, workdir, monkeypatch):
+    """The encoder cache entry appears whole or not at all: a run killed while it writes the
+    embeddings leaves nothing the next run would load."""
+    from models.tokenizer import embeddings
+
+    data = load_tokenizer_data(tiny_folder)
+    cache = workdir.sid_dir / "cache"
+
+    def cut_write(tensors: dict, path: str) -> None:
+        Path(path).write_bytes(b"{}")  # the first bytes of a file, then the kill
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(embeddings, "save_np", cut_write)
+        with pytest.raises(Killed):
+            embeddings.compute_embeddings(data, params.sid, cache)
+    rerun, _ = embeddings.compute_embeddings(data, params.sid, cache)
+    hit, _ = embeddings.compute_embeddings(data, params.sid, cache)  # the whole entry, loaded
+    assert rerun.source == "fused" and np.array_equal(hit.vectors, rerun.vectors)
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
 
 
 def test_cli_builds_a_versioned_sid_table(params, tiny_folder, tmp_path, capsys):

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from models.tokenizer.data import TokenizerData
 from models.tokenizer.fusion import ItemEncoder, train_item_encoder
 from models.tokenizer.semantic import semantic_embeddings
+from sidflow.atomic import staged_folder
 from sidflow.config import SidEncoderParams, SidParams
 
 
@@ -159,12 +160,14 @@ def compute_embeddings(
     }
     artefact = EncoderArtefact(encoder.state_dict(), data.item_ids, meta)
     out = ItemEmbeddings(data.item_ids, vectors.astype(np.float32), source, ~engaged, history)
-    artefact.save(cached)
-    save_np(
-        {"vectors": out.vectors, "content_only": out.content_only.astype(np.uint8)},
-        str(cached / "embeddings.safetensors"),
-    )
-    (cached / "history.json").write_text(json.dumps(history))
+    # Staged and renamed: a run killed mid-write leaves nothing the next run takes for a hit.
+    with staged_folder(cached) as staging:
+        artefact.save(staging)
+        save_np(
+            {"vectors": out.vectors, "content_only": out.content_only.astype(np.uint8)},
+            str(staging / "embeddings.safetensors"),
+        )
+        (staging / "history.json").write_text(json.dumps(history))
     return out, artefact
 
 

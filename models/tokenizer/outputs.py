@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from safetensors.numpy import save_file
 from models.tokenizer.embeddings import EncoderArtefact
 from models.tokenizer.plots import concentration_figure, load_figure
 from models.tokenizer.table import SidTable
+from sidflow.atomic import staged_folder
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 
@@ -28,17 +28,16 @@ def write_artefacts(
     """Replace `art` with the table, codebooks, embeddings (rows = table rows), encoder and
     manifest. Everything written is a pure function of the inputs (no clocks, no paths), so
     the folder's DVC hash identifies the version."""
-    if art.exists():
-        shutil.rmtree(art)
-    table.save(art)
-    save_file(
-        {"vectors": np.ascontiguousarray(vectors, dtype=np.float32)},
-        str(art / EMBEDDINGS_FILE),
-        metadata={"source": source},
-    )
-    if encoder is not None:
-        encoder.save(art)
-    (art / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with staged_folder(art) as staging:  # whole or not at all: the next day loads it
+        table.save(staging)
+        save_file(
+            {"vectors": np.ascontiguousarray(vectors, dtype=np.float32)},
+            str(staging / EMBEDDINGS_FILE),
+            metadata={"source": source},
+        )
+        if encoder is not None:
+            encoder.save(staging)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return art
 
 
