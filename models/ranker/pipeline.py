@@ -31,6 +31,7 @@ from models.ranker.model import DIGRanker, RankerConfig
 from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_report
 from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
 from models.ranker.warm import warm_plan, warm_start
+from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RankerParams
 
 WEIGHTS, CONFIG, SAMPLES = "ranker.safetensors", "config.json", "samples.parquet"
@@ -146,7 +147,7 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         "warm": {k: v for k, v in plan.items() if k != "start"},
         "cold_day": plan.get("cold_day", day.isoformat()),
     }
-    (out / "train.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(json.dumps(info, indent=2), out / "train.json")  # the "finished" mark
     return info
 
 

@@ -29,6 +29,7 @@ from models.retriever.paths import ItemPaths, PathSpec
 from models.retriever.trie import PathTrie
 from models.retriever.warm import warm_start
 from models.train import load_checkpoint, plot_losses, save_checkpoint, train
+from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RetrieverModelParams, WarmStartParams
 
 
@@ -125,7 +126,7 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         "warm": {k: v for k, v in plan.items() if k != "start"},
         "cold_day": plan.get("cold_day", day.isoformat()),
     }
-    (out / "train.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(json.dumps(info, indent=2), out / "train.json")  # the "finished" mark
     return info
 
 
