@@ -20,6 +20,7 @@ import jinja2
 
 from features.schema import TIMESTAMP, U2I_ATTRIBUTES, ViewSpec, view_specs
 from ingestion.warehouse import Warehouse
+from sidflow.atomic import replacing
 from sidflow.config import FeaturesParams
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -155,7 +156,6 @@ def _write_day(
     enum_keys: list[str],
 ) -> None:
     """Write one day's rows of `table` to `path` atomically (temp file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
     # the keys are ENUMs (events_window.sql): written as plain strings, since parquet would
     # otherwise carry the whole ENUM dictionary in every file
     cols = ", ".join(
@@ -164,11 +164,11 @@ def _write_day(
     # sorted by key value: an ENUM's codes follow its sorted values, and integers sort faster
     # than the strings (the same file, a third less time)
     order = ", ".join(f"enum_code({k})" if k in enum_keys else k for k in spec.join_keys)
-    con.execute(
-        f"COPY (SELECT {cols} FROM {table} WHERE d = DATE '{day.isoformat()}' ORDER BY {order}) "
-        f"TO '{tmp.as_posix()}' (FORMAT parquet)"
-    )
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        con.execute(
+            f"COPY (SELECT {cols} FROM {table} WHERE d = DATE '{day.isoformat()}' "
+            f"ORDER BY {order}) TO '{tmp.as_posix()}' (FORMAT parquet)"
+        )
 
 
 def _null_shares(con: duckdb.DuckDBPyConnection, table: str, spec: ViewSpec) -> dict[str, float]:

@@ -76,23 +76,19 @@ def feature_store(params: Params) -> FeatureStore:
     return FeatureStore(config=config)
 
 
-def set_aside_cut_registry(path: Path) -> Path | None:
-    """Move a registry file that does not parse to feast/interrupted/<UTC time>/; its new place.
+def set_aside_cut_registry(path: Path) -> None:
+    """Move a registry file that does not parse to feast/interrupted/<UTC time>/.
 
     Feast writes registry.db in place: a process killed mid-write leaves it cut short, and every
     later FeatureStore fails on it. `apply` declares all its objects again; only the materialized
     intervals are lost, and `materialize_day` then loads the TTL window again (same rows).
     """
     if not path.exists():
-        return None
+        return
     try:
         RegistryProto().ParseFromString(path.read_bytes())
-        return None
     except DecodeError as e:
-        folder = set_aside(
-            [path], path.parent, path.parent / "interrupted", f"does not parse ({e})"
-        )
-        return folder / path.name
+        set_aside([path], path.parent, path.parent / "interrupted", f"does not parse ({e})")
 
 
 def apply(params: Params, store: FeatureStore | None = None) -> dict:

@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sidflow.atomic import replacing
+
 
 @dataclass(frozen=True)
 class Column:
@@ -188,8 +190,6 @@ def conform(df: pd.DataFrame, table: str, file: str | Path, typed: bool) -> pd.D
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> Path:
     """Write parquet to a temp name and rename, so readers never see a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        df.to_parquet(tmp, index=False)
     return path

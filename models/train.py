@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from models.retriever.model import UniRec, UniRecConfig
+from sidflow.atomic import replacing
 from sidflow.config import RetrieverTrainParams
 
 
@@ -162,12 +163,10 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
 
 def save_checkpoint(model: UniRec, path: Path, extra: dict | None = None) -> Path:
     """Weights and buffers as safetensors; the config (and `extra`) in its metadata."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"config": model.cfg.to_json(), "extra": json.dumps(extra or {})}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

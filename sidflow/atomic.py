@@ -17,15 +17,28 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
-    """Write text to a temp name, fsync and rename: readers see the old file or the new one."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temp name beside `path` to write; once the block ends it is renamed to `path`.
+
+    Readers see the old file or the new one, never half; an exception leaves no temp file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Write text to a temp name, fsync and rename: readers see the old file or the new one."""
+    with replacing(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    tmp.replace(path)
     return path
 
 

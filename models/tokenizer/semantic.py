@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sidflow.atomic import replacing
+
 DIM = 384  # all-MiniLM-L6-v2 output size
 PRICE_EDGES = (5, 10, 25, 50, 100, 250)  # fixed buckets: a text must not change with the catalogue
 
@@ -84,12 +86,9 @@ def encode_texts(
         )
         known.update({k: v.astype(np.float32) for (k, _), v in zip(todo, vectors, strict=True)})
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            pd.DataFrame(
-                {"key": list(known), "vector": [np.asarray(v, np.float32) for v in known.values()]}
-            ).to_parquet(tmp)
-            tmp.replace(cache)
+            with replacing(cache) as tmp:
+                rows = [np.asarray(v, np.float32) for v in known.values()]
+                pd.DataFrame({"key": list(known), "vector": rows}).to_parquet(tmp)
     return (
         np.stack([np.asarray(known[k], dtype=np.float32) for k in keys])
         if keys
