@@ -23,19 +23,22 @@ class Quarantine:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def _key(self, day: dt.date | None) -> str:
+    def _key(self, day: dt.date | str | None) -> str:
+        # a day, a named batch (the history batch: "history") or a bulk load ("snapshot")
+        if isinstance(day, str):
+            return day
         return f"day={day.isoformat()}" if day else "snapshot"
 
-    def rows_path(self, table: str, day: dt.date | None) -> Path:
+    def rows_path(self, table: str, day: dt.date | str | None) -> Path:
         """Parquet of rejected rows for `table` on `day`."""
         return self.root / table / f"{self._key(day)}.parquet"
 
-    def batches_path(self, table: str, day: dt.date | None) -> Path:
+    def batches_path(self, table: str, day: dt.date | str | None) -> Path:
         """JSON list of batches rejected whole for `table` on `day`."""
         return self.root / table / f"{self._key(day)}.rejected_batches.json"
 
     def write(
-        self, table: str, day: dt.date | None, rows: pd.DataFrame, batches: list[dict]
+        self, table: str, day: dt.date | str | None, rows: pd.DataFrame, batches: list[dict]
     ) -> None:
         """Replace the quarantine of (table, day) by `rows` and `batches`."""
         rows_path, batches_path = self.rows_path(table, day), self.batches_path(table, day)
@@ -46,12 +49,12 @@ class Quarantine:
             rows_path.unlink()
         write_text_atomic(json.dumps(batches, indent=2, default=str), batches_path)
 
-    def read_rows(self, table: str, day: dt.date | None) -> pd.DataFrame:
+    def read_rows(self, table: str, day: dt.date | str | None) -> pd.DataFrame:
         """Quarantined rows of (table, day); empty if none."""
         path = self.rows_path(table, day)
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
-    def read_batches(self, table: str, day: dt.date | None) -> list[dict]:
+    def read_batches(self, table: str, day: dt.date | str | None) -> list[dict]:
         """Batches rejected whole for (table, day)."""
         path = self.batches_path(table, day)
         return json.loads(path.read_text()) if path.exists() else []

@@ -142,8 +142,16 @@ def validate_table(
     known_items: set[str] | None = None,
     known_users: set[str] | None = None,
     extra_flags: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    window: tuple[dt.date, dt.date] | None = None,
+    batch: str | None = None,
 ) -> ContractReport:
-    """Validate all raw batches of (table, day); quarantine rejects; return the valid rows."""
+    """Validate all raw batches of (table, day); quarantine rejects; return the valid rows.
+
+    `window` = (first, last) day bounds the events' timestamps of a multi-day batch (the
+    history batch); `day` bounds them to one day; neither: not in the future. `batch` names
+    the quarantine entry when there is no day (e.g. "history").
+    """
+    where = day if day is not None else batch
     frames, rejected, rows_in = [], [], 0
     for f in files:
         try:
@@ -163,15 +171,16 @@ def validate_table(
     cols = [c.name for c in SCHEMAS[table]]
     if not frames:
         empty = pd.DataFrame(columns=cols)
-        quarantine.write(table, day, pd.DataFrame(), rejected)
+        quarantine.write(table, where, pd.DataFrame(), rejected)
         return ContractReport(table, day, empty, pd.DataFrame(), rejected, rows_in)
     df = pd.concat(frames, ignore_index=True)
     ctx = gx_context(str(workdir_gx))  # suites need an active context
     if table == "events":
         df = _event_flags(df, known_items, known_users)
-        if day is not None:
-            start = pd.Timestamp(day, tz="UTC").to_pydatetime()
-            end = start + dt.timedelta(days=1)
+        if day is not None or window is not None:
+            first, last = window or (day, day)
+            start = pd.Timestamp(first, tz="UTC").to_pydatetime()
+            end = pd.Timestamp(last, tz="UTC").to_pydatetime() + dt.timedelta(days=1)
         else:  # a bulk load: only reject timestamps in the future or before e-commerce
             start = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
             end = dt.datetime.now(dt.UTC)
@@ -186,10 +195,10 @@ def validate_table(
     quarantined = (
         df[bad]
         .drop(columns=[c for c in FLAG_COLUMNS if c in df.columns])
-        .assign(_rule=rules[bad], _day=day.isoformat() if day else None)
+        .assign(_rule=rules[bad], _day=day.isoformat() if day else batch)
     )
     valid = df[~bad][cols].reset_index(drop=True)
-    quarantine.write(table, day, quarantined, rejected)
+    quarantine.write(table, where, quarantined, rejected)
     docs = Path(workdir_gx) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     return ContractReport(table, day, valid, quarantined, rejected, rows_in, counts, docs)
 

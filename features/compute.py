@@ -184,11 +184,14 @@ def compute_feature_tables(
     first_day: dt.date,
     last_day: dt.date | None = None,
     pack: bool = True,
+    ingested_through: dt.date | None = None,
 ) -> FeatureTablesReport:
     """Compute and write every feature view for each day of [first_day, last_day].
 
     Row `event_timestamp` = end of day d; only events with day <= d feed a row of day d.
-    Raises ValueError when the warehouse has no events up to `last_day` (ingest it first).
+    Raises ValueError when the warehouse has no events up to `last_day` (ingest it first),
+    unless the caller vouches that every day through `ingested_through` is ingested (the
+    history batch, whose last days may hold no event).
     """
     last_day = last_day or first_day
     if last_day < first_day:
@@ -199,7 +202,7 @@ def compute_feature_tables(
     with warehouse.connect(read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         (latest,) = con.execute("SELECT max(day) FROM events").fetchone()
-        if latest is None or latest < last_day:
+        if latest is None or (latest < last_day and (ingested_through or latest) < last_day):
             raise ValueError(
                 f"features for {last_day}: the warehouse {warehouse.path} has events only up to "
                 f"{latest}; ingest that day first (warehouse_events)"

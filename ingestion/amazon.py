@@ -1,9 +1,12 @@
 """Loader for the Amazon 5-core benchmark folders (e.g. `amazon-beauty-2014-5core`).
 
-How the staged files join is documented in the folder's SOURCE.md:
+Files are found by pattern anywhere under the folder, for one category `<Cat>`:
+`<Cat>_item_org_rank.txt`, `<Cat>_time_org_rank.txt` (TiCoSeRec), `<Cat>.txt` (S3-Rec),
+`datamaps.json` (P5) and, optional, `item_description.csv` (PLRec item metadata).
+How the staged files join is documented in the Beauty folder's SOURCE.md:
 - PLRec/TiCoSeRec item id k = the k-th ASIN in sorted order of datamaps' `item2id`;
 - TiCoSeRec uid k = datamaps `id2user[k]` (the reviewerID) = P5/S3-Rec uid k;
-- S3-Rec `Beauty.txt` holds each user's sequence in the order the P5/TIGER
+- S3-Rec `<Cat>.txt` holds each user's sequence in the order the P5/TIGER
   leave-one-out split uses; TiCoSeRec holds the review days.
 
 Reviews become `purchase` events (no exposures are invented). Reviews of one user on
@@ -23,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ingestion.readers.tables import SourceError, SourceTables
+from sidflow.config import DEFAULT_AMAZON, ITEM_FIELDS, PROJECT_ROOT, DataParams
 
 HISTORY_CAP = 20  # DESIGN.md evaluation protocol: history capped at 20 items
 
@@ -49,23 +55,86 @@ class AmazonDataset:
         return paths
 
 
-def _require(folder: Path, rel: str) -> Path:
-    path = folder / rel
-    if not path.exists():
-        raise FileNotFoundError(f"Amazon 5-core folder {folder} lacks {rel} (see its SOURCE.md)")
-    return path
+RANK_SUFFIX = "_item_org_rank.txt"  # TiCoSeRec: <Cat>_item_org_rank.txt names the category
+ITEM_COLUMNS = list(ITEM_FIELDS)
+META_COLUMNS = ["title", "cat_l1", "cat_l2", "cat_l3", "brand"]
 
 
-def _read_items(folder: Path) -> pd.DataFrame:
+@dataclass
+class AmazonFiles:
+    """The staged files of one category, found by pattern."""
+
+    category: str
+    item_rank: Path
+    time_rank: Path
+    sequences: Path
+    datamaps: Path
+    items: Path | None  # PLRec item_description.csv; optional
+
+    def paths(self) -> list[Path]:
+        """Every file found, in a fixed order."""
+        found = [self.item_rank, self.time_rank, self.sequences, self.datamaps, self.items]
+        return [p for p in found if p is not None]
+
+
+def _one(folder: Path, pattern: str, what: str, required: bool = True) -> Path | None:
+    found = sorted(p for p in folder.rglob(pattern) if p.is_file())
+    if len(found) > 1:
+        names = [str(p.relative_to(folder)) for p in found]
+        raise SourceError(
+            folder,
+            f"holds several {what} files {names}",
+            fix="keep one category's files per folder",
+        )
+    if not found and required:
+        raise SourceError(
+            folder,
+            f"lacks {what} ({pattern}); see the Beauty folder's SOURCE.md",
+            fix="stage the file, or point data.path at a complete folder",
+        )
+    return found[0] if found else None
+
+
+def find_files(folder: Path) -> AmazonFiles:
+    """Locate one category's files under `folder`; several categories is an error."""
+    if not folder.is_dir():
+        raise SourceError(folder, "is not a folder", fix="set data.path to the Amazon folder")
+    cats = sorted({p.name[: -len(RANK_SUFFIX)] for p in folder.rglob(f"*{RANK_SUFFIX}")})
+    if len(cats) != 1:
+        reason = f"holds several categories {cats}" if cats else f"has no *{RANK_SUFFIX}"
+        raise SourceError(
+            folder, reason, fix="point data.path at a folder with one category's files"
+        )
+    cat = cats[0]
+    sequences = _one(folder, f"{cat}.txt", "S3-Rec sequence", required=False)
+    if sequences is None:  # S3-Rec may spell the category out (Sports -> Sports_and_Outdoors)
+        rank = {f"{cat}{RANK_SUFFIX}", f"{cat}_time_org_rank.txt"}
+        spelled = sorted(p for p in folder.rglob(f"{cat}_*.txt") if p.name not in rank)
+        sequences = spelled[0] if len(spelled) == 1 else _one(folder, f"{cat}.txt", "S3-Rec")
+    return AmazonFiles(
+        category=cat,
+        item_rank=_one(folder, f"{cat}{RANK_SUFFIX}", "TiCoSeRec item"),
+        time_rank=_one(folder, f"{cat}_time_org_rank.txt", "TiCoSeRec time"),
+        sequences=sequences,
+        datamaps=_one(folder, "datamaps.json", "P5 datamaps"),
+        items=_one(folder, "item_description.csv", "PLRec item metadata", required=False),
+    )
+
+
+def _read_items(path: Path) -> pd.DataFrame:
     """PLRec item_description.csv: tab-separated with CSV quoting; ids 1..N."""
-    path = _require(folder, "plrec/item_description.csv")
     rows = []
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
         header = [h.split(":")[0] for h in next(reader)]
         for line_no, rec in enumerate(reader, start=2):
             if len(rec) != len(header):
-                raise ValueError(f"{path}: record near line {line_no} has {len(rec)} fields")
+                raise SourceError(
+                    path,
+                    f"record has {len(rec)} fields, the header {len(header)}",
+                    row=line_no,
+                    fix="re-stage the file from its source",
+                )
             rows.append(dict(zip(header, rec, strict=True)))
     df = pd.DataFrame(rows)
 
@@ -86,6 +155,25 @@ def _read_items(folder: Path) -> pd.DataFrame:
     )
 
 
+def _with_metadata(sorted_asins: list[str], path: Path | None) -> pd.DataFrame:
+    """The item file's rows in its order (PLRec id k = sorted_asins[k-1]), then the datamaps
+    items it lacks (all of them without the optional file) with null metadata."""
+    if path is not None:
+        items = _read_items(path)
+        items["item_id"] = [sorted_asins[k - 1] for k in items["plrec_id"]]
+    else:
+        items = pd.DataFrame({"plrec_id": pd.Series(dtype="int64")})
+    have = set(items["plrec_id"])
+    lacking = pd.DataFrame(
+        {"plrec_id": [k for k in range(1, len(sorted_asins) + 1) if k not in have]}
+    )
+    lacking = lacking.assign(item_id=[sorted_asins[k - 1] for k in lacking["plrec_id"]])
+    lacking = lacking.assign(**{c: None for c in META_COLUMNS}, price=np.nan)
+    if items.empty:
+        return lacking
+    return pd.concat([items, lacking], ignore_index=True) if len(lacking) else items
+
+
 def _read_sequences(path: Path) -> dict[int, list[int]]:
     seqs = {}
     for line in path.read_text().splitlines():
@@ -98,14 +186,14 @@ def _read_sequences(path: Path) -> dict[int, list[int]]:
 def load_amazon(folder: Path | str, name: str = "amazon") -> AmazonDataset:
     """Join the staged files into canonical events/items/users and the leave-one-out split."""
     folder = Path(folder)
-    maps = json.loads(_require(folder, "p5-datamaps/datamaps.json").read_text())
+    files = find_files(folder)
+    maps = json.loads(files.datamaps.read_text())
     sorted_asins = sorted(maps["item2id"])  # PLRec id k -> sorted_asins[k-1]
-    items_raw = _read_items(folder)
-    items_raw["item_id"] = [sorted_asins[k - 1] for k in items_raw["plrec_id"]]
+    items_raw = _with_metadata(sorted_asins, files.items)
 
-    t_items = _read_sequences(_require(folder, "ticoserec/Beauty_item_org_rank.txt"))
-    t_times = _read_sequences(_require(folder, "ticoserec/Beauty_time_org_rank.txt"))
-    p5_seqs = _read_sequences(_require(folder, "s3rec/Beauty.txt"))
+    t_items = _read_sequences(files.item_rank)
+    t_times = _read_sequences(files.time_rank)
+    p5_seqs = _read_sequences(files.sequences)
 
     users, items, ts, seq_pos = [], [], [], []
     for uid, p5_items in p5_seqs.items():
@@ -147,7 +235,7 @@ def load_amazon(folder: Path | str, name: str = "amazon") -> AmazonDataset:
     items_df = items_raw.drop(columns="plrec_id").assign(
         seller=pd.Series([None] * len(items_raw), dtype=object),
         first_seen=lambda d: d["item_id"].map(first_seen),
-    )[["item_id", "title", "cat_l1", "cat_l2", "cat_l3", "brand", "seller", "price", "first_seen"]]
+    )[ITEM_COLUMNS]
     users_df = pd.DataFrame(
         {
             "user_id": [maps["id2user"][str(u)] for u in sorted(p5_seqs)],
@@ -158,6 +246,9 @@ def load_amazon(folder: Path | str, name: str = "amazon") -> AmazonDataset:
     split = leave_one_out_split(events)
     report = {
         "source": str(folder),
+        "category": files.category,
+        "files": [p.relative_to(folder).as_posix() for p in files.paths()],
+        "item_metadata": files.items is not None,
         "users": len(users_df),
         "items": len(items_df),
         "events": n,
@@ -193,3 +284,14 @@ def leave_one_out_split(events: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def read_amazon(data: DataParams, name: str) -> SourceTables:
+    """The category folder `data.path` (default: the Beauty folder beside the checkout) as
+    canonical tables; the report names the category and counts missing metadata."""
+    folder = Path(data.path) if data.path is not None else PROJECT_ROOT / DEFAULT_AMAZON
+    ds = load_amazon(folder, name)
+    report = {**ds.report, "format": "amazon"}
+    report["rows"] = {"events": len(ds.events), "items": len(ds.items), "users": len(ds.users)}
+    files = [folder / rel for rel in report["files"]]
+    return SourceTables(name, ds.events, ds.items, ds.users, report, files)

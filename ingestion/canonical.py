@@ -43,7 +43,7 @@ SCHEMAS: dict[str, list[Column]] = {
     "items": [
         Column("item_id", "string"),
         Column("title", "string", nullable=True),
-        Column("cat_l1", "string"),
+        Column("cat_l1", "string", nullable=True),
         Column("cat_l2", "string", nullable=True),
         Column("cat_l3", "string", nullable=True),
         Column("brand", "string", nullable=True),

@@ -24,7 +24,7 @@ DDL = {
             event_type VARCHAR NOT NULL, position INTEGER, price DOUBLE, day DATE NOT NULL)""",
     "items": """
         CREATE TABLE IF NOT EXISTS items (
-            item_id VARCHAR PRIMARY KEY, title VARCHAR, cat_l1 VARCHAR NOT NULL, cat_l2 VARCHAR,
+            item_id VARCHAR PRIMARY KEY, title VARCHAR, cat_l1 VARCHAR, cat_l2 VARCHAR,
             cat_l3 VARCHAR, brand VARCHAR, seller VARCHAR, price DOUBLE, first_seen DATE NOT NULL)""",
     "users": """
         CREATE TABLE IF NOT EXISTS users (

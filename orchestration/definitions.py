@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import dagster as dg
 
+from ingestion.calendar import partition_end_offset, partition_start
 from orchestration.assets.features import build_feature_assets
 from orchestration.assets.gates import build_gate_checks
+from orchestration.assets.history import HISTORY_JOB, build_history_assets
 from orchestration.assets.ingest import build_ingest_assets
 from orchestration.assets.ranker import build_ranker_assets
 from orchestration.assets.retriever import build_retriever_assets
 from orchestration.assets.serve import build_serve_assets
 from orchestration.assets.sid import build_sid_assets
-from orchestration.automation import daily_retrain, new_raw_day_sensor
+from orchestration.automation import daily_retrain, new_data_sensor
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
@@ -23,10 +23,17 @@ DATA_JOB = "daily_data"
 
 
 def daily_partitions(params: Params) -> dg.DailyPartitionsDefinition:
-    """One partition per logged day of the world, then one per served (closed-loop) day."""
-    start = params.world.start_date
-    end = start + dt.timedelta(days=params.world.preset.days + params.simulation.days)
-    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_date=end.isoformat())
+    """A real daily calendar (UTC): from the source's first daily day, with no end.
+
+    The world starts at `world.start_date`, a folder source at its recorded cut-off
+    (ingestion/calendar.py); every day after that, up to yesterday, is a partition, so the
+    schedule and the sensor keep finding new days.
+    """
+    return dg.DailyPartitionsDefinition(
+        start_date=partition_start(params).isoformat(),
+        end_offset=partition_end_offset(params),
+        timezone="UTC",
+    )
 
 
 def build_definitions(
@@ -35,6 +42,7 @@ def build_definitions(
     """Assets, checks, jobs, schedule and resources for the given settings."""
     params = params or load_params(overrides=overrides)
     partitions = daily_partitions(params)
+    history = build_history_assets()
     assets = build_ingest_assets(partitions) + build_feature_assets(partitions)
     assets += build_sid_assets(partitions)
     if any(dg.AssetKey("sid_table") in a.keys for a in assets):  # the retriever needs SIDs
@@ -54,16 +62,22 @@ def build_definitions(
         # The online store serves only the newest day: the next full run's online_features
         # catches up every skipped day in one incremental materialization.
         selection=dg.AssetSelection.groups("ingest", "quality", "features")
-        - dg.AssetSelection.assets("online_features"),
+        - dg.AssetSelection.assets("online_features", *history),
         description="Ingest, contracts, warehouse and offline feature tables only: catching up "
         "past days (the online store is brought up to date by the next full run).",
     )
+    history_job = dg.define_asset_job(
+        HISTORY_JOB,
+        selection=dg.AssetSelection.assets(*history),
+        description="The source's days before the daily calendar as one batch: contracts, "
+        "warehouse and the feature tables the first daily partition reads.",
+    )
     return dg.Definitions(
-        assets=assets,
+        assets=[*history, *assets],
         asset_checks=checks,
-        jobs=[daily_job, data_job],
+        jobs=[daily_job, data_job, history_job],
         schedules=[daily_retrain(daily_job, params)],
-        sensors=[new_raw_day_sensor(daily_job, params, partitions)],
+        sensors=[new_data_sensor(daily_job, history_job, params, partitions)],
         resources={
             "sidflow": SidflowResource(
                 params_path=str(params.source_path or ""),

@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 from data_contracts.quarantine import Quarantine
-from ingestion.sources import Source, make_source
+from ingestion.calendar import SourceCalendar, resolve_calendar
+from ingestion.sources import Source, make_source, source_fingerprint
 from ingestion.warehouse import Warehouse
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
@@ -25,7 +26,8 @@ def _params(params_path: str, workdir: str, overrides: tuple) -> Params:
 
 
 @functools.lru_cache(maxsize=8)
-def _source(params_path: str, workdir: str, overrides: tuple) -> Source:
+def _source(params_path: str, workdir: str, overrides: tuple, fingerprint: str) -> Source:
+    # keyed by the files' fingerprint: a folder source is read again when a file lands
     return make_source(_params(params_path, workdir, overrides))
 
 
@@ -52,8 +54,13 @@ class SidflowResource(dg.ConfigurableResource):
 
     @property
     def source(self) -> Source:
-        """The configured data source."""
-        return _source(*self._key)
+        """The configured data source (read again when its files change)."""
+        return _source(*self._key, source_fingerprint(self.params))
+
+    @property
+    def calendar(self) -> SourceCalendar:
+        """The source's calendar: history batch and daily partitions (ingestion/calendar.py)."""
+        return resolve_calendar(self.params, self.source)
 
     @property
     def quarantine(self) -> Quarantine:

@@ -26,7 +26,7 @@ from models.retriever.pipeline import load_item_paths
 from models.retriever.trie import PathTrie
 from models.train import load_checkpoint
 
-TASK_BEHAVIOUR = "click"  # the objective the Task-Conditioned BOS asks for when serving
+TASK_BEHAVIOUR = "click"  # the BOS objective when the bundle's manifest names none
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Recommender:
         folder = Path(folder)
         self.folder = folder
         self.manifest = json.loads((folder / "manifest.json").read_text())
+        # the Task-Conditioned BOS requests ask with: the evaluation's (review logs: purchase)
+        self.behaviour = self.manifest.get("task_behaviour", TASK_BEHAVIOUR)
         self.model = load_checkpoint(folder / "retriever" / "model.safetensors")
         self.paths = load_item_paths(folder / "retriever" / "item_paths.parquet",
                                      self.model.cfg.path)  # fmt: skip
@@ -95,7 +97,7 @@ class Recommender:
         for i, r in enumerate(reqs):
             items, types = self._history.get(r.user_id, ([], []))
             if r.history:
-                items, types = [*items, *r.history], [*types, *([TASK_BEHAVIOUR] * len(r.history))]
+                items, types = [*items, *r.history], [*types, *([self.behaviour] * len(r.history))]
             ids = self.space.ids("item_id", items[-t:])
             if len(ids):
                 hist[i, -len(ids) :] = ids
@@ -105,7 +107,7 @@ class Recommender:
                     profile[i, j] = self.space.ids("user_id", [r.user_id])[0]
                 elif r.user_id in self._profiles.index and f in self._profiles.columns:
                     profile[i, j] = self.space.ids(f, [self._profiles.at[r.user_id, f]])[0]
-            task[i] = self._tasks.get(f"{TASK_BEHAVIOUR}/{r.scene}", 0)
+            task[i] = self._tasks.get(f"{self.behaviour}/{r.scene}", 0)
             known[i] = bool((hist[i] > 0).any()) or profile[i, 0] > 0
         batch = {"profile": torch.from_numpy(profile), "hist": torch.from_numpy(hist),
                  "hist_type": torch.from_numpy(hist_type), "task": torch.from_numpy(task)}  # fmt: skip

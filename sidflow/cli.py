@@ -140,19 +140,67 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def day_out_of_range(day: dt.date, days: list[dt.date], cal) -> str | None:  # noqa: ANN001
+    """Why `--day` cannot run (None when it can): the message names the source's range."""
+    if day in days:
+        return None
+    if cal.first_day <= day < cal.daily_from:
+        return (
+            f"{day} lies in the history batch ({cal.describe()}); it is loaded with the "
+            "history, not as a daily partition (set data.daily_from to run it daily)"
+        )
+    return f"no data for {day}: {cal.describe()}, and nothing was landed for that day"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the daily pipeline through Dagster for the world's days (or --day)."""
-    from sidflow.pipeline import run_days, summarize
+    """Run the source's calendar through Dagster: the history batch once, then its days."""
+    from ingestion.calendar import EmptySourceError, daily_days, resolve_calendar
+    from ingestion.readers import SourceError
+    from ingestion.sources import make_source
+    from sidflow.pipeline import run_days, run_history, summarize
 
     params = _load(args)
-    days = [dt.date.fromisoformat(args.day)] if args.day else params.world.days()
     t0 = time.perf_counter()
-    train_days = None if args.train_every_day else days[-1:]
+    try:
+        source = make_source(params)
+        cal = resolve_calendar(params, source)
+    except (SourceError, EmptySourceError, FileNotFoundError) as e:
+        print(f"sidflow run: {e}", file=sys.stderr)
+        return 2
+    days = daily_days(params, source, cal)
+    if args.day:
+        day = dt.date.fromisoformat(args.day)
+        why = day_out_of_range(day, days, cal)
+        if why:
+            print(f"sidflow run --day: {why}", file=sys.stderr)
+            return 2
+        days = [day]
+    print(f"sidflow run: {cal.describe()}")
+    hist = run_history(params, source, cal, _overrides(args))
+    if hist is not None:
+        if hist.run_id is None:
+            what = "up to date (same content as the last load)"
+        elif hist.success:
+            what = f"run {hist.run_id[:8]}  ok"
+        else:
+            what = (
+                f"run {hist.run_id[:8]}  STOPPED ({', '.join(hist.failed_checks) or 'step failed'})"
+            )
+        print(f"  {hist.first}..{hist.last}  history_backfill  {what}")
+        if not hist.success:
+            print(
+                "sidflow run: the history batch did not pass; daily days not run", file=sys.stderr
+            )
+            return 1
+    if args.data_only:
+        train_days: list[dt.date] | None = []
+    else:
+        train_days = None if args.train_every_day else days[-1:]
     runs = run_days(params, days, _overrides(args), train_days=train_days)
     summary = summarize(params, days)
     for r in runs:
         status = "ok" if r.success else f"STOPPED ({', '.join(r.failed_checks) or 'step failed'})"
-        print(f"  {r.day}  {r.job:<15} run {r.run_id[:8]}  {status}")
+        print(f"  {r.day}  {r.job:<16} run {r.run_id[:8]}  {status}")
     rows = summary["rows"]
     print(f"\nsidflow daily pipeline: {len(runs)} day(s) in {time.perf_counter() - t0:.0f}s")
     print(
@@ -257,9 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--day", help="partition day YYYY-MM-DD")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("run", help="run the daily pipeline through Dagster")
+    s = sub.add_parser("run", help="run the source's history batch and days through Dagster")
     s.add_argument("--size", help="world size preset")
-    s.add_argument("--day", help="only this day")
+    s.add_argument("--day", help="only this daily partition YYYY-MM-DD")
+    s.add_argument(
+        "--data-only",
+        action="store_true",
+        help="ingest, contracts, warehouse and feature tables only (no training)",
+    )
     s.add_argument(
         "--train-every-day",
         action="store_true",

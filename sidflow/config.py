@@ -63,13 +63,72 @@ class WorldParams(Strict):
         return [self.start_date + dt.timedelta(days=i) for i in range(self.preset.days)]
 
 
-class DataParams(Strict):
-    """Which source feeds the pipeline."""
+EVENT_FIELDS = (
+    "event_id",
+    "ts",
+    "user_id",
+    "item_id",
+    "request_id",
+    "scene",
+    "event_type",
+    "position",
+    "price",
+)  # the canonical events columns (ingestion/canonical.py)
+ITEM_FIELDS = (
+    "item_id",
+    "title",
+    "cat_l1",
+    "cat_l2",
+    "cat_l3",
+    "brand",
+    "seller",
+    "price",
+    "first_seen",
+)
+USER_FIELDS = ("user_id", "age_bucket", "region")
+DEFAULT_AMAZON = Path("../shared/data/amazon-beauty-2014-5core")  # relative to params.yaml
 
-    source: Literal["world", "amazon", "parquet"] = "world"
-    amazon_path: Path = Path("../shared/data/amazon-beauty-2014-5core")
-    parquet_path: Path | None = None
+
+class DataParams(Strict):
+    """Which source feeds the pipeline, how its files name things, and its daily calendar.
+
+    Sources: `world` (the embedded synthetic world), `parquet` and `csv` (folders with an
+    interaction log and optional item / user tables), `amazon` (an Amazon 2014 5-core
+    category laid out like `../shared/data/amazon-beauty-2014-5core`) and `recbole` (RecBole
+    atomic files, `<name>.inter` and optional `<name>.item`).
+    """
+
+    source: Literal["world", "parquet", "csv", "amazon", "recbole"] = "world"
+    path: Path | None = None  # the source's folder; amazon: the Beauty folder beside the repo
+    # canonical field -> the source's column, only for those named differently
+    columns: dict[str, str] = {}
+    item_columns: dict[str, str] = {}
+    user_columns: dict[str, str] = {}
+    ts_unit: Literal["datetime", "s", "ms"] = "datetime"  # epoch seconds / milliseconds
+    constants: dict[str, str] = {}  # fields the log does not carry, e.g. {event_type: purchase}
+    # The daily calendar: days from `daily_from` on are daily Dagster partitions; every earlier
+    # day lands as one history batch. null = the source's last `daily_days` days.
+    daily_from: dt.date | None = None
+    daily_days: int = Field(7, ge=1)
     scenes: list[str] = ["feed", "search", "similar", "review"]
+
+    @model_validator(mode="after")
+    def _mapping_names_fields(self) -> DataParams:
+        for key, fields in (
+            ("columns", EVENT_FIELDS),
+            ("constants", EVENT_FIELDS),
+            ("item_columns", ITEM_FIELDS),
+            ("user_columns", USER_FIELDS),
+        ):
+            unknown = sorted(set(getattr(self, key)) - set(fields))
+            if unknown:
+                raise ValueError(f"data.{key}: {unknown} are not canonical fields {list(fields)}")
+        both = sorted(set(self.columns) & set(self.constants))
+        if both:
+            raise ValueError(f"data.columns and data.constants both set {both}")
+        if self.source in ("parquet", "csv", "recbole") and self.path is None:
+            raise ValueError(f"data.path must name the folder of the {self.source} source")
+        return self
 
 
 class ContractParams(Strict):
@@ -131,8 +190,11 @@ class RetrieverTrainParams(Strict):
 
 
 class RetrieverEvalParams(Strict):
-    """Evaluation protocol (DESIGN.md): beam width, cut-offs, sample cap."""
+    """Evaluation protocol (DESIGN.md): held-out split, beam width, cut-offs, sample cap."""
 
+    # day: day d's engagements are held out; leave_one_out: each user's last engagement
+    # through d (models/retriever/protocol.py); auto: leave_one_out without exposures
+    protocol: Literal["auto", "day", "leave_one_out"] = "auto"
     beam_size: int = Field(200, gt=0)
     hr_ks: list[int] = [50, 100, 200]
     rank_ks: list[int] = [5, 10, 20]
@@ -393,14 +455,8 @@ class Params(Strict):
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""
         env_workdir = os.environ.get("SIDFLOW_WORKDIR")
         workdir = Path(env_workdir) if env_workdir else self.workdir
-        data = self.data.model_copy(
-            update={
-                "amazon_path": _anchor(self.data.amazon_path, root),
-                "parquet_path": _anchor(self.data.parquet_path, root)
-                if self.data.parquet_path
-                else None,
-            }
-        )
+        folder = self.data.path or (DEFAULT_AMAZON if self.data.source == "amazon" else None)
+        data = self.data.model_copy(update={"path": _anchor(folder, root) if folder else None})
         return self.model_copy(update={"workdir": _anchor(workdir, root), "data": data})
 
 

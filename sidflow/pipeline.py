@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from data_contracts.quarantine import Quarantine
+from ingestion.calendar import SourceCalendar
+from ingestion.sources import Source
 from ingestion.warehouse import Warehouse
+from orchestration.assets.history import HISTORY_JOB, history_signature
 from orchestration.definitions import DAILY_JOB, DATA_JOB, build_definitions
 from sidflow.config import Params
 from sidflow.dagster_home import ensure_dagster_home
@@ -24,6 +27,58 @@ class DayRun:
     success: bool
     failed_checks: list[str]
     job: str = DAILY_JOB
+
+
+@dataclass
+class HistoryRun:
+    """Outcome of the history backfill (None run_id: it was up to date, nothing ran)."""
+
+    first: dt.date
+    last: dt.date
+    run_id: str | None
+    success: bool
+    failed_checks: list[str]
+    signature: str
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:"
+        f"{e.asset_check_evaluation_data.check_name}"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and not e.asset_check_evaluation_data.passed
+    ]
+
+
+def run_history(
+    params: Params,
+    source: Source,
+    cal: SourceCalendar,
+    overrides: dict[str, str] | None = None,
+    log_level: str = "WARNING",
+) -> HistoryRun | None:
+    """Load the history batch (the `history_backfill` job) unless the latest materialization
+    of `history_events` holds the same content signature. None when there is no history."""
+    if cal.history is None:
+        return None
+    wd = Workdir(params.workdir)
+    ensure_dagster_home(wd.dagster_home)
+    signature = history_signature(source, cal)
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("history_events"))
+        done = event.asset_materialization.metadata.get("signature") if event else None
+        if done is not None and done.value == signature:
+            return HistoryRun(*cal.history, None, True, [], signature)
+        job = build_definitions(params, overrides).resolve_job_def(HISTORY_JOB)
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    return HistoryRun(
+        *cal.history, result.run_id, result.success, _failed_checks(result), signature
+    )
 
 
 def run_days(
@@ -53,14 +108,7 @@ def run_days(
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
-            failed = [
-                f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:"
-                f"{e.asset_check_evaluation_data.check_name}"
-                for e in result.all_events
-                if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                and not e.asset_check_evaluation_data.passed
-            ]
-            out.append(DayRun(day, result.run_id, result.success, failed, job.name))
+            out.append(DayRun(day, result.run_id, result.success, _failed_checks(result), job.name))
     return out
 
 
@@ -69,10 +117,12 @@ def summarize(params: Params, days: list[dt.date]) -> dict:
     wd = Workdir(params.workdir)
     q = Quarantine(wd.root / "quarantine")
     quarantined = {
-        t: sum(len(q.read_rows(t, d)) + sum(b.get("rows") or 0 for b in q.read_batches(t, d))
-               for d in days)
+        t: sum(
+            len(q.read_rows(t, d)) + sum(b.get("rows") or 0 for b in q.read_batches(t, d))
+            for d in [*days, "history"]
+        )
         for t in ("events", "items", "users")
-    }  # fmt: skip
+    }
     return {
         "warehouse": str(wd.warehouse),
         "rows": Warehouse(wd.warehouse).counts(),

@@ -27,9 +27,13 @@ class Workdir:
         """Landing folder for raw batches, kept exactly as received."""
         return self._dir("raw", table, f"day={day.isoformat()}") if day else self._dir("raw", table)
 
+    def validated_dir(self, table: str) -> Path:
+        """Rows of `table` that passed their contract: `day=<d>.parquet`, `history.parquet`."""
+        return self._dir("validated", table)
+
     def validated_path(self, table: str, day: dt.date) -> Path:
         """Rows of `table` for `day` that passed their contract (parquet)."""
-        return self._dir("validated", table) / f"day={day.isoformat()}.parquet"
+        return self.validated_dir(table) / f"day={day.isoformat()}.parquet"
 
     def quarantine_dir(self, table: str) -> Path:
         """Rejected rows and rejected batches, with the rule they broke."""

@@ -13,7 +13,9 @@ def test_default_params_load_and_resolve_paths(workdir):
     params = load_params()
     assert params.world.size in params.world.sizes
     assert params.workdir == workdir.root
-    assert params.data.amazon_path.is_absolute()
+    assert params.data.path is None  # the world needs no folder
+    amazon = load_params(overrides={"data.source": "amazon"})
+    assert amazon.data.path.is_absolute() and amazon.data.path.name == "amazon-beauty-2014-5core"
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,8 @@ def test_default_params_load_and_resolve_paths(workdir):
         ({"world.seed": "abc"}, "world.seed: Input should be a valid integer"),
         ({"contracts.max_quarantine_fraction": 2}, "contracts.max_quarantine_fraction"),
         ({"data.source": "kafka"}, "data.source"),
+        ({"data.source": "csv"}, "data.path must name the folder of the csv source"),
+        ({"data.columns": "{uid: user}"}, "data.columns: ['uid'] are not canonical fields"),
     ],
 )
 def test_bad_setting_fails_naming_the_key(override, expected):

@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.data import attach_profiles, build_samples, encode_batch, time_split
+from models.data import Samples, attach_profiles, build_samples, encode_batch
 from models.retriever.build import build_retriever
-from models.retriever.evaluate import evaluate
+from models.retriever.evaluate import beam_candidates, evaluate
 from models.retriever.paths import ItemPaths, PathSpec
+from models.retriever.protocol import split_samples
 from models.retriever.trie import PathTrie
 from models.retriever.warm import warm_start
 from models.train import load_checkpoint, plot_losses, save_checkpoint, train
@@ -61,11 +62,24 @@ def load_item_paths(path: Path, spec: PathSpec) -> ItemPaths:
     return ItemPaths(spec, frame["item_id"].to_numpy(object), frame[spec.fields].to_numpy())
 
 
-def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-              sid_frame: pd.DataFrame, day: dt.date, out: Path,
-              model_params: RetrieverModelParams | None = None, progress: bool = True,
-              codebook_size: int | None = None, warm_from: Path | None = None) -> dict:  # fmt: skip
+def train_run(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    sid_frame: pd.DataFrame,
+    day: dt.date,
+    out: Path,
+    model_params: RetrieverModelParams | None = None,
+    progress: bool = True,
+    codebook_size: int | None = None,
+    warm_from: Path | None = None,
+    protocol: str = "day",
+) -> dict:
     """Train on engagements before `day`, hold out those on `day`; write the run folder.
+
+    `protocol` (models/retriever/protocol.py): `day` as above; `leave_one_out` trains on
+    every engagement through `day` but each user's last two, and evaluates on the last.
 
     With `warm_from` (an earlier run folder, see `previous_run`) and `retriever.warm_start`
     on, training starts from that run's weights and sees only the newest days' engagements,
@@ -76,9 +90,11 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
     mp = model_params or rp.model
     torch.manual_seed(rp.train.seed)
     parts = build_retriever(mp, items, users, sid_frame, params.data.scenes, codebook_size)
-    samples = attach_profiles(build_samples(events, parts.space, mp.history_len), users,
-                              mp.profile_fields)  # fmt: skip
-    train_s, eval_s = time_split(samples, day)
+    samples = attach_profiles(
+        build_samples(events, parts.space, mp.history_len), users, mp.profile_fields
+    )
+    split = split_samples(samples, day, protocol)
+    train_s, eval_s = split.train, split.test
     if rp.eval.max_samples and len(eval_s) > rp.eval.max_samples:
         pick = np.sort(np.random.default_rng(0).choice(len(eval_s), rp.eval.max_samples, False))
         eval_s = eval_s.subset(pick)
@@ -92,11 +108,20 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
         plan = {"start": "cold", "reason": f"no engagements in the {ws.days} day(s) before {day}"}
     if plan["start"] == "warm":
         train_s = train_s.subset(recent)
-        plan["report"] = {k: len(v) for k, v in warm_start(parts.model, plan.pop("model"),
-                          parts.space.vocab, plan.pop("vocab")).items()}  # fmt: skip
-        train_params = rp.train.model_copy(update={
-            "epochs": ws.epochs, "lr": ws.lr, "max_steps": None,
-            "warmup_steps": min(rp.train.warmup_steps, 10)})  # fmt: skip
+        plan["report"] = {
+            k: len(v)
+            for k, v in warm_start(
+                parts.model, plan.pop("model"), parts.space.vocab, plan.pop("vocab")
+            ).items()
+        }
+        train_params = rp.train.model_copy(
+            update={
+                "epochs": ws.epochs,
+                "lr": ws.lr,
+                "max_steps": None,
+                "warmup_steps": min(rp.train.warmup_steps, 10),
+            }
+        )
     data = encode_batch(train_s, parts.space, parts.paths, mp.profile_fields, w)
     result = train(parts.model, data, train_params, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,11 +129,13 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
     save_item_paths(parts.paths, out / "item_paths.parquet")
     (out / "vocab.json").write_text(json.dumps(parts.space.vocab))
     save_file({k: v.contiguous() for k, v in held.items()}, str(out / "eval.safetensors"))
-    (out / "eval_meta.json").write_text(json.dumps({
-        "purchase": (eval_s.event_type == "purchase").tolist(), "day": day.isoformat()}))  # fmt: skip
+    write_text_atomic(
+        json.dumps(eval_meta(eval_s, parts.space, day, protocol)), out / "eval_meta.json"
+    )
     plot_losses(result, out / "loss.png", f"retriever loss, as of {day}")
     info = {
         "day": day.isoformat(),
+        "protocol": protocol,
         "train_samples": int((data["target"] >= 0).all(1).sum()),
         "train_targets_without_path": int((data["target"] < 0).any(1).sum()),
         "eval_samples": len(eval_s),
@@ -130,10 +157,28 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
     return info
 
 
+def eval_meta(samples: Samples, space, day: dt.date, protocol: str) -> dict:  # noqa: ANN001
+    """What identifies the held-out samples: user, target, history (item ids, oldest first),
+    task and whether it is a purchase, in `eval.safetensors` order."""
+    items = {row: item for item, row in space.item_row.items()}  # item-table row -> item id
+    return {
+        "day": day.isoformat(),
+        "protocol": protocol,
+        "purchase": (samples.event_type == "purchase").tolist(),
+        "users": [str(u) for u in samples.user_id],
+        "targets": [str(i) for i in samples.item_id],
+        "tasks": [f"{b}/{s}" for b, s in zip(samples.event_type, samples.scene, strict=True)],
+        "histories": [[items[int(r)] for r in row if r > 0] for row in samples.hist],
+    }
+
+
 def previous_run(runs: Path, day: dt.date) -> Path | None:
     """The latest finished run folder (`runs/day=<d'>`, d' < d, with train.json), if any."""
-    done = [r for r in runs.glob("day=*") if (r / "train.json").exists()
-            and r.name.removeprefix("day=") < day.isoformat()]  # fmt: skip
+    done = [
+        r
+        for r in runs.glob("day=*")
+        if (r / "train.json").exists() and r.name.removeprefix("day=") < day.isoformat()
+    ]
     return max(done, key=lambda r: r.name) if done else None
 
 
@@ -150,8 +195,10 @@ def warm_plan(ws: WarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # 
     cold_day = dt.date.fromisoformat(info.get("cold_day", info["day"]))
     base = {"from": str(prev), "cold_day": cold_day.isoformat()}
     if (day - cold_day).days >= ws.cold_every_days:
-        return {"start": "cold", "reason": f"last cold start {cold_day}: every "
-                f"{ws.cold_every_days} days"}  # fmt: skip
+        return {
+            "start": "cold",
+            "reason": f"last cold start {cold_day}: every {ws.cold_every_days} days",
+        }
     if not (prev / "vocab.json").exists():
         return {"start": "cold", "reason": f"{prev} has no vocab.json"}
     old = load_checkpoint(prev / "model.safetensors")
@@ -161,10 +208,12 @@ def warm_plan(ws: WarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # 
     sid = [f for f in parts.paths.spec.fields if f not in parts.paths.spec.chain]
     if [f for f in old.cfg.path.fields if f not in old.cfg.path.chain] != sid:
         return {"start": "cold", "reason": "the SID layers changed"}
-    before = pd.DataFrame(old_paths.codes[:, len(old.cfg.path.chain):], columns=sid,
-                          index=old_paths.item_ids)  # fmt: skip
-    now = pd.DataFrame(parts.paths.codes[:, len(parts.paths.spec.chain):], columns=sid,
-                       index=parts.paths.item_ids)  # fmt: skip
+    before = pd.DataFrame(
+        old_paths.codes[:, len(old.cfg.path.chain) :], columns=sid, index=old_paths.item_ids
+    )
+    now = pd.DataFrame(
+        parts.paths.codes[:, len(parts.paths.spec.chain) :], columns=sid, index=parts.paths.item_ids
+    )
     common = before.index.intersection(now.index)
     kept = float((before.loc[common] == now.loc[common]).all(axis=1).mean()) if len(common) else 0
     if kept < ws.min_sid_kept:
@@ -182,10 +231,46 @@ def evaluate_run(params: Params, out: Path, progress: bool = False) -> dict:
     held = load_file(str(out / "eval.safetensors"))
     meta = json.loads((out / "eval_meta.json").read_text())
     t0 = time.perf_counter()
-    metrics = evaluate(model, held, trie, beam_size=ev.beam_size, hr_ks=ev.hr_ks,
-                       rank_ks=ev.rank_ks, batch_size=ev.batch_size,
-                       purchase=np.array(meta["purchase"], bool), progress=progress)  # fmt: skip
+    ranked, _ = beam_candidates(model, held, trie, ev.beam_size, ev.batch_size, progress)
+    metrics = evaluate(
+        model,
+        held,
+        trie,
+        beam_size=ev.beam_size,
+        hr_ks=ev.hr_ks,
+        rank_ks=ev.rank_ks,
+        batch_size=ev.batch_size,
+        purchase=np.array(meta["purchase"], bool),
+        ranked=ranked,
+    )
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 2)
     metrics["beam_size"] = ev.beam_size
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["protocol"] = meta.get("protocol", "day")
+    metrics["samples"] = len(meta["purchase"])
+    write_topk(out / TOPK_FILE, meta, paths, ranked)
+    write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     return metrics
+
+
+TOPK_FILE = "eval_topk.jsonl"  # per held-out sample: user, history, target, ranked item ids
+
+
+def write_topk(path: Path, meta: dict, paths: ItemPaths, ranked: np.ndarray) -> Path:
+    """The evaluated lists as JSONL, one line per held-out sample, so anyone can score them
+    (and serving can be checked against them): {"user", "history", "target", "items"}."""
+    ids = paths.item_ids.astype(str)
+    lines = []
+    for i, row in enumerate(ranked):
+        items = ids[row[row >= 0]].tolist()
+        lines.append(
+            json.dumps(
+                {
+                    "user": meta["users"][i],
+                    "history": meta["histories"][i],
+                    "target": meta["targets"][i],
+                    "task": meta["tasks"][i],
+                    "items": items,
+                }
+            )
+        )
+    return write_text_atomic("\n".join(lines) + "\n", path)

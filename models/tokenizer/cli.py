@@ -17,12 +17,13 @@ from sidflow.workdir import Workdir
 
 
 def default_data(params: Params) -> Path:
-    """The tokenizer input for `data.source`: the warehouse, the Amazon folder or parquet."""
+    """The tokenizer input for `data.source`: the loaded Amazon folder, a canonical parquet
+    folder, else the warehouse (`sidflow run` fills it from any source)."""
     wd = Workdir(params.workdir)
     if params.data.source == "amazon":
         return wd.root / "datasets" / "amazon-beauty"
-    if params.data.source == "parquet":
-        return Path(params.data.parquet_path)
+    if params.data.source == "parquet" and not params.data.columns:
+        return Path(params.data.path)
     return wd.warehouse
 
 

@@ -46,9 +46,12 @@ class TokenizerData:
 
 
 @contextlib.contextmanager
-def open_tables(data: Path | str, as_of: dt.date | None) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_tables(
+    data: Path | str, as_of: dt.date | None, held_out: pd.Series | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with views `sid_items` (catalogue as of the day) and
-    `train_events` (events with their UTC `day`, minus held-out ones)."""
+    `train_events` (events with their UTC `day`, minus held-out ones: the folder's pinned
+    `split.parquet`, or the event ids `held_out` names)."""
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"tokenizer input not found: {data}")
@@ -60,7 +63,13 @@ def open_tables(data: Path | str, as_of: dt.date | None) -> Iterator[duckdb.Duck
                 f"CREATE TEMP VIEW items_asof AS SELECT * FROM items "
                 f"WHERE {day} IS NULL OR first_seen <= {day}"
             )
-            con.execute("CREATE TEMP VIEW holdout AS SELECT NULL::VARCHAR AS event_id WHERE false")
+            if held_out is not None and len(held_out):
+                con.register("held_out_ids", pd.DataFrame({"event_id": held_out.astype(str)}))
+                con.execute("CREATE TEMP VIEW holdout AS SELECT event_id FROM held_out_ids")
+            else:
+                con.execute(
+                    "CREATE TEMP VIEW holdout AS SELECT NULL::VARCHAR AS event_id WHERE false"
+                )
             _train_view(con, "events")
             yield con
         return
@@ -107,19 +116,23 @@ def _train_view(con: duckdb.DuckDBPyConnection, events: str) -> None:
 
 
 def load_tokenizer_data(
-    data: Path | str, as_of: dt.date | None = None, events_through: dt.date | None = None
+    data: Path | str,
+    as_of: dt.date | None = None,
+    events_through: dt.date | None = None,
+    held_out: pd.Series | None = None,
 ) -> TokenizerData:
     """Read catalogue, engagement sequences and counts from a warehouse or a parquet folder.
 
     as_of: catalogue day (None = every item); events_through: last event day used
     (default as_of; the daily pipeline passes the day before, so day d's engagements,
-    which the retriever evaluates on, never shape day d's SIDs).
+    which the retriever evaluates on, never shape day d's SIDs); held_out: event ids of a
+    warehouse to leave out (the leave-one-out protocol's validation and test engagements).
     """
     if events_through is None:
         events_through = as_of
     elif as_of is not None and events_through > as_of:
         raise ValueError(f"events_through {events_through} is after the catalogue day {as_of}")
-    with open_tables(data, as_of) as con:
+    with open_tables(data, as_of, held_out) as con:
         items = con.execute("SELECT * FROM sid_items ORDER BY item_id").df()
         if items.empty:
             raise ValueError(f"{data}: no items first seen on or before {as_of}")

@@ -141,18 +141,20 @@ def run_sid_stage(
     weights: pd.Series | None = None,
     events_through: dt.date | None = None,
     progress: bool = False,
+    held_out: pd.Series | None = None,
 ) -> StageResult:
     """Build the SID version of `data` as of `as_of` into `out_dir` (see module doc).
 
     previous: an earlier version folder (its `artefacts/`) to update from; mode: None =
     `choose_mode`; weights: per-item exposure weights indexed by item_id (e.g. the feature
-    store's), else counted from `data`; events_through: last event day (default as_of).
+    store's), else counted from `data`; events_through: last event day (default as_of);
+    held_out: event ids the embeddings and counts must not see (leave-one-out evaluation).
     """
     sid, out_dir = params.sid, Path(out_dir)
     clock = {"start": time.perf_counter()}
     device = _device(sid.device)
     cache = Workdir(params.workdir).sid_dir / "cache"
-    td = load_tokenizer_data(data, as_of, events_through)
+    td = load_tokenizer_data(data, as_of, events_through, held_out)
     ids = td.item_ids
     if weights is not None:
         w = weights_from_series(weights, ids, sid.weight_smoothing)
@@ -297,6 +299,7 @@ def run_sid_stage(
         "mode_reason": reason,
         "as_of": manifest_day,
         "events_through": manifest["events_through"],
+        "held_out_events": td.held_out_events,
         "items": len(rows),
         "new_items": int(table.meta.get("new_items", 0)) if mode == "incremental" else None,
         "embedding": source,

@@ -37,7 +37,7 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
     @dg.asset(
         group_name="features",
         partitions_def=partitions,
-        deps=["warehouse_events", "items"],
+        deps=["warehouse_events", "items", "history_features"],
         kinds={"duckdb", "parquet"},
         owners=[OWNER],
         description="Item exposure stats, user stats and u2i cross stats (user x cat_l2, "

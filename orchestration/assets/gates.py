@@ -72,6 +72,13 @@ def _check(
             missing = g.Gate(f"{path.name} of {asset}[{day}]", None, 0.0, ">=", False)
             return _result(sidflow.paths.reports, day, stage, [missing])
         metrics = json.loads(path.read_text())
+        if metrics.get("skipped"):  # e.g. no ranker on a review-only source
+            g.record(sidflow.paths.reports, day, stage, [])
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"no {stage} gate: {metrics['skipped']}",
+                metadata={"skipped": metrics["skipped"]},
+            )
         return _result(sidflow.paths.reports, day, stage, evaluate(metrics, sidflow.params))
 
     return gate

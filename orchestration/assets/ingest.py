@@ -22,7 +22,8 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _preview(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
+def preview(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
+    """The first rows as a Markdown table (the asset's preview in the Dagster UI)."""
     return dg.MetadataValue.md(df.head(n).to_markdown(index=False) if len(df) else "_no rows_")
 
 
@@ -92,7 +93,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "rows_from_source": len(frame),
                 "batches": dg.MetadataValue.json([f.name for f in files]),
                 "landing_folder": dg.MetadataValue.path(str(sidflow.paths.raw_dir("events", day))),
-                "preview": _preview(frame),
+                "preview": preview(frame),
             }
         )
 
@@ -116,7 +117,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             )
             warehouse.warehouse.upsert(table, report.valid)
             yield dg.MaterializeResult(
-                metadata={**contract_metadata(report), "preview": _preview(report.valid)}
+                metadata={**contract_metadata(report), "preview": preview(report.valid)}
             )
             yield contract_check(
                 f"{table}_contract", report, sidflow.params.contracts.max_quarantine_fraction
@@ -127,7 +128,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     @dg.asset(
         group_name="quality",
         partitions_def=partitions,
-        deps=["raw_events", "items", "users"],
+        deps=["raw_events", "items", "users", "history_events"],
         kinds={"great_expectations", "parquet"},
         owners=[OWNER],
         description="Events that passed the events contract; rejects are quarantined.",
@@ -164,7 +165,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "quarantine": dg.MetadataValue.path(
                     str(sidflow.quarantine.rows_path("events", day))
                 ),
-                "preview": _preview(report.valid),
+                "preview": preview(report.valid),
             }
         )
         yield contract_check(
@@ -201,7 +202,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "warehouse_events_total": counts["events"],
                 "warehouse_items_total": counts["items"],
                 "warehouse_users_total": counts["users"],
-                "by_event_type": _preview(by_type),
+                "by_event_type": preview(by_type),
                 "warehouse": dg.MetadataValue.path(str(warehouse.warehouse.path)),
             }
         )

@@ -7,13 +7,49 @@ retriever_eval[d] -> aligned_retriever[d]   (served instead of the plain retriev
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 
+from ingestion.warehouse import Warehouse
 from orchestration.assets.retriever import _png_md, metrics_markdown
 from orchestration.resources import SidflowResource, WarehouseResource
+from sidflow.atomic import write_text_atomic
 
 OWNER = "team:ml"
+SKIPPED = "skipped.json"  # a run folder holding this instead of a model: the stage was skipped
+
+
+def exposure_gap(warehouse: Warehouse, day: dt.date, days: int, stage: str) -> str | None:
+    """Why `stage`, which learns from exposures (impressions), cannot run on `day`: None when
+    the `days` days before it hold exposures, else the reason (review-only sources)."""
+    first = day - dt.timedelta(days=days)
+    (n,) = warehouse.query(
+        "SELECT count(*) AS n FROM events WHERE event_type = 'exposure' AND day >= ? AND day < ?",
+        [first, day],
+    )["n"]
+    if n:
+        return None
+    return (
+        f"{stage} skipped: no exposures in the {days} day(s) before {day} ({first}.."
+        f"{day - dt.timedelta(days=1)}); the source logs no impressions (a review-only source "
+        "such as Amazon), so there is nothing to learn a click model or DPO pairs from"
+    )
+
+
+def skip(folder: Path, reason: str, extra: dict | None = None) -> dg.MaterializeResult:
+    """Mark a run folder as skipped (with the reason) and say so in the asset's metadata."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("config.json", "metrics.json"):  # a re-run of a day that trained before
+        (folder / stale).unlink(missing_ok=True)
+    write_text_atomic(json.dumps({"skipped": reason, **(extra or {})}), folder / SKIPPED)
+    return dg.MaterializeResult(metadata={"skipped": reason})
+
+
+def skipped_reason(folder: Path) -> str | None:
+    """The reason a run folder was skipped, or None."""
+    marker = folder / SKIPPED
+    return json.loads(marker.read_text())["skipped"] if marker.exists() else None
 
 
 def _day(context: dg.AssetExecutionContext) -> dt.date:
@@ -42,9 +78,13 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         from models.tokenizer.table import load_sid_table
 
         day, params = _day(context), sidflow.params
+        out = sidflow.paths.ranker_dir(day)
+        why = exposure_gap(warehouse.warehouse, day, params.ranker.train_days, "ranker")
+        if why:
+            return skip(out, why)
+        (out / SKIPPED).unlink(missing_ok=True)
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_events(warehouse.warehouse, day, params.ranker.train_days)
-        out = sidflow.paths.ranker_dir(day)
         info = train_run(params, events, items, users, sid.frame, sid.K, day, out, progress=False,
                          warm_from=previous_run(out.parent, day))  # fmt: skip
         s = info["samples"]
@@ -85,8 +125,14 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         from models.ranker.pipeline import evaluate_run
 
         day = _day(context)
-        users = warehouse.warehouse.query("SELECT * FROM users")
         out = sidflow.paths.ranker_eval_dir(day)
+        why = skipped_reason(sidflow.paths.ranker_dir(day))
+        if why:
+            result = skip(out, why)
+            write_text_atomic(json.dumps({"skipped": why}), out / "metrics.json")  # the gate's
+            return result
+        (out / SKIPPED).unlink(missing_ok=True)
+        users = warehouse.warehouse.query("SELECT * FROM users")
         metrics = evaluate_run(sidflow.paths.ranker_dir(day), users, out)
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         return dg.MaterializeResult(
@@ -115,10 +161,14 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         from models.ranker.pipeline import warehouse_events
 
         day, params = _day(context), sidflow.params
+        out = sidflow.paths.aligned_retriever_dir(day)
+        why = exposure_gap(warehouse.warehouse, day, params.alignment.train_days, "alignment")
+        if why:
+            return skip(out, why)
+        (out / SKIPPED).unlink(missing_ok=True)
         events, items, users = warehouse_events(
             warehouse.warehouse, day, params.alignment.train_days
         )
-        out = sidflow.paths.aligned_retriever_dir(day)
         m = align_run(params, events, items, users, day, sidflow.paths.retriever_dir(day), out,
                       progress=False)  # fmt: skip
         table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(

@@ -55,16 +55,29 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def retriever_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
                         warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
         from models.retriever.pipeline import previous_run, train_run, warehouse_inputs
+        from models.retriever.protocol import resolve_protocol
         from models.tokenizer.table import load_sid_table
 
         day = _day(context)
         params = sidflow.params
+        protocol = resolve_protocol(params.retriever.eval.protocol, warehouse.warehouse, day)
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_inputs(warehouse.warehouse, day)
         out = sidflow.paths.retriever_dir(day)
         prev = previous_run(out.parent, day)  # yesterday's weights: the daily warm start
-        info = train_run(params, events, items, users, sid.frame, day, out, progress=False,
-                         codebook_size=sid.K, warm_from=prev)  # fmt: skip
+        info = train_run(
+            params,
+            events,
+            items,
+            users,
+            sid.frame,
+            day,
+            out,
+            progress=False,
+            codebook_size=sid.K,
+            warm_from=prev,
+            protocol=protocol,
+        )
         if info["start"] == "cold" and prev is not None:
             context.log.info(f"retriever_model[{day}]: cold start ({info['warm'].get('reason')})")
         summary = {k: v for k, v in info.items() if k not in ("losses", "warm")}
@@ -76,6 +89,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
                 "parameters": info["parameters"],
                 "steps": info["steps"],
                 "train_seconds": info["train_seconds"],
+                "protocol": protocol,  # held-out: day d's engagements, or leave-one-out
                 "start": info["start"],  # warm: from the previous day's weights
                 "warm_start": dg.MetadataValue.json(info["warm"]),
                 "final_loss": float(info["final_loss"] or 0.0),

@@ -65,6 +65,23 @@ def decide(state: dict, evidence: dict, sp) -> tuple[bool, str]:  # noqa: ANN001
     return verdict, f"candidate CTR {c['ctr']:.4f} vs control {p['ctr']:.4f} (bar {bar:.4f})"
 
 
+def training_window(first: dt.date, day: dt.date, run) -> str:  # noqa: ANN001 - Path
+    """The engagements the retriever learnt from, as the manifest states it."""
+    protocol = json.loads((run / "train.json").read_text()).get("protocol", "day")
+    if protocol == "leave_one_out":
+        return f"{first}..{day} but each user's last two engagements (leave-one-out)"
+    return f"{first}..{day - dt.timedelta(days=1)}"
+
+
+def serving_behaviour(events: pd.DataFrame) -> str:
+    """The behaviour a request asks for: click when the source logs clicks, else the most
+    common engaged event type (a review log's purchase)."""
+    engaged = events[events["event_type"].isin(["click", "cart", "purchase"])]["event_type"]
+    if engaged.empty or (engaged == "click").any():
+        return "click"
+    return str(engaged.value_counts().idxmax())
+
+
 def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.AssetKey]
                        ) -> list[dg.AssetsDefinition]:  # fmt: skip
     """bento_bundle and promotion, downstream of every gated asset present in the graph."""
@@ -114,9 +131,12 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         first = wh.query("SELECT min(day) AS d FROM events")["d"].iloc[0]
         manifest = {
             "day": day.isoformat(),
+            # the Task-Conditioned BOS serving asks with (unirec §3.4): click where the source
+            # logs clicks, else its most common engagement (reviews: purchase)
+            "task_behaviour": serving_behaviour(events),
             "sid_version": sid_metrics["version"],
             "sid_dvc_hash": dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts"),
-            "window": f"{pd.Timestamp(first).date()}..{day - dt.timedelta(days=1)}",  # trained on
+            "window": training_window(pd.Timestamp(first).date(), day, run),  # trained on
             "parts": sorted(parts),
             "metrics": metrics,
         }
@@ -169,9 +189,16 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         evidence = ab_evidence(sidflow, warehouse, day)
         state = registry.current()
         actions = []
+        (exposures,) = warehouse.warehouse.query(
+            "SELECT count(*) AS n FROM events WHERE event_type = 'exposure' AND day <= ?", [day]
+        )["n"]
         if not state.get("promoted"):
             registry.promote(version, reason="first gated bundle: nothing was serving")
             actions.append(f"promoted {tag} (bootstrap)")
+        elif not exposures:  # a review-only source: no CTR to compare, the gates decide
+            why = "no A/B CTR: the source logs no exposures; promoted on the offline gates"
+            registry.promote(version, reason=f"{day}: {why}")
+            actions.append(f"promoted {tag}: {why}")
         else:
             won, why = decide(state, evidence, sidflow.params.serving)
             if won:

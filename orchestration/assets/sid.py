@@ -102,23 +102,33 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def sid_table(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ):
+        from models.retriever.protocol import held_out_event_ids, resolve_protocol
         from models.tokenizer.metrics import concentration_table
         from models.tokenizer.stage import previous_day_dir, run_sid_stage
 
         day = dt.date.fromisoformat(context.partition_key)
-        params, paths = sidflow.params, sidflow.paths
+        params, paths, wh = sidflow.params, sidflow.paths, warehouse.warehouse
         previous = previous_day_dir(paths.sid_dir, day)
-        weights, weights_source = exposure_weights(params, day)
-        if weights is None:
-            context.log.warning(f"sid_table[{day}]: {weights_source}")
+        protocol = resolve_protocol(params.retriever.eval.protocol, wh, day)
+        if protocol == "leave_one_out":
+            # every engagement through d but the held-out ones; weights counted from them
+            held_out = held_out_event_ids(wh, day, protocol)
+            weights, weights_source = None, "warehouse counts without the held-out engagements"
+            through = day
+        else:  # day d's engagements are held out: the SIDs learn from d-1 and before
+            held_out, through = None, day - dt.timedelta(days=1)
+            weights, weights_source = exposure_weights(params, day)
+            if weights is None:
+                context.log.warning(f"sid_table[{day}]: {weights_source}")
         res = run_sid_stage(
             params,
-            warehouse.warehouse.path,
+            wh.path,
             paths.sid_dir / f"day={day}",
             as_of=day,
             previous=previous,
             weights=weights,
-            events_through=day - dt.timedelta(days=1),
+            events_through=through,
+            held_out=held_out,
         )
         m = res.metrics
         main = m[m["table_method"]]
@@ -136,6 +146,8 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 "embedding": m["embedding"],
                 "weights": m["weights"],
                 "weights_source": weights_source,
+                "protocol": protocol,
+                "held_out_events": m.get("held_out_events", 0),
                 "collision_rate_before_dedup": m["collision_rate_before_dedup"],
                 "max_dedup": m["max_dedup"],
                 "max_load_ratio": dg.MetadataValue.json(
