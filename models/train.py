@@ -180,8 +180,10 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> Uni
         raise ValueError(f"{path}: not a retriever checkpoint (no config in its metadata)")
     state = load_file(str(path), device=str(device))
     cfg = UniRecConfig.from_json(meta["config"])
+    # each path's item id: kept by the tied node vectors and by the item head
+    path_items = state.get("nodes.item_ids", state.get("item_head.item_ids"))
     model = UniRec(cfg, state["inputs.item_fields"], state["inputs.item_sids"],
-                   state.get("nodes.codes"), state.get("nodes.item_ids"))  # fmt: skip
+                   state.get("nodes.codes"), path_items)  # fmt: skip
     model.load_state_dict(state)
     return model.to(device).eval()
 

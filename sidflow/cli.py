@@ -157,7 +157,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ingestion.calendar import EmptySourceError, daily_days, resolve_calendar
     from ingestion.readers import SourceError
     from ingestion.sources import make_source
-    from sidflow.pipeline import run_days, run_history, summarize
 
     params = _load(args)
     t0 = time.perf_counter()
@@ -176,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         days = [day]
     print(f"sidflow run: {cal.describe()}")
+    from sidflow.pipeline import run_days, run_history, summarize  # Dagster: a heavy import
+
     hist = run_history(params, source, cal, _overrides(args))
     if hist is not None:
         if hist.run_id is None:

@@ -187,6 +187,9 @@ class RetrieverTrainParams(Strict):
     # Polyak / EMA weight averaging: validation and the returned model use the averaged
     # weights; None = off (the last step's weights)
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    # validate every this many steps on the validation split (leave-one-out protocol) and
+    # keep the best checkpoint by validation Recall@10; 0 = keep the last step's weights
+    eval_every: int = Field(0, ge=0)
 
 
 class RetrieverEvalParams(Strict):
@@ -200,6 +203,8 @@ class RetrieverEvalParams(Strict):
     rank_ks: list[int] = [5, 10, 20]
     max_samples: int | None = 2000
     batch_size: int = Field(16, gt=0)
+    valid_samples: int = Field(2000, gt=0)  # validation users decoded per model selection
+    valid_beam: int = Field(50, gt=0)  # their beam width
 
 
 class WarmStartParams(Strict):

@@ -28,6 +28,7 @@ from models.retriever.evaluate import beam_candidates, evaluate
 from models.retriever.paths import ItemPaths, PathSpec
 from models.retriever.protocol import split_samples
 from models.retriever.trie import PathTrie
+from models.retriever.validation import BestCheckpoint, choose_item_head_weight
 from models.retriever.warm import warm_start
 from models.train import load_checkpoint, plot_losses, save_checkpoint, train
 from sidflow.atomic import write_text_atomic
@@ -100,6 +101,13 @@ def train_run(
         eval_s = eval_s.subset(pick)
     w = rp.train.engagement_weights
     held = encode_batch(eval_s, parts.space, parts.paths, mp.profile_fields, w)
+    valid = None
+    if split.valid is not None and len(split.valid):
+        n_val = min(rp.eval.valid_samples, len(split.valid))
+        pick = np.sort(np.random.default_rng(1).choice(len(split.valid), n_val, replace=False))
+        valid = encode_batch(
+            split.valid.subset(pick), parts.space, parts.paths, mp.profile_fields, w
+        )
     plan = warm_plan(rp.warm_start, warm_from, parts, day) if warm_from else {"start": "cold"}
     train_params = rp.train
     ws = rp.warm_start
@@ -123,7 +131,18 @@ def train_run(
             }
         )
     data = encode_batch(train_s, parts.space, parts.paths, mp.profile_fields, w)
-    result = train(parts.model, data, train_params, progress=progress)
+    every = train_params.eval_every if valid is not None else 0
+    selector = BestCheckpoint(valid, parts.trie, rp.eval.valid_beam) if every else None
+    result = train(
+        parts.model, data, train_params, progress=progress, eval_fn=selector, eval_every=every
+    )
+    selection: dict = {"checkpoint": f"last step ({result.steps})"}
+    if selector is not None:
+        selection["checkpoint"] = selector.restore(parts.model, result.evals)
+        selection["validation_curve"] = result.evals
+    if parts.model.item_head is not None and valid is not None:
+        weight, curve = choose_item_head_weight(parts.model, valid, parts.trie, rp.eval.valid_beam)
+        selection["item_head_weight"], selection["item_head_ndcg@10"] = weight, curve
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(parts.model, out / "model.safetensors", {"day": day.isoformat()})
     save_item_paths(parts.paths, out / "item_paths.parquet")
@@ -150,6 +169,7 @@ def train_run(
         "losses": result.losses,
         "sid_version": str(sid_frame["version"].iloc[0]) if "version" in sid_frame else None,
         "start": plan["start"],
+        "selection": selection,  # chosen on the validation split, never on test
         "warm": {k: v for k, v in plan.items() if k != "start"},
         "cold_day": plan.get("cold_day", day.isoformat()),
     }
@@ -202,7 +222,10 @@ def warm_plan(ws: WarmStartParams, prev: Path, parts, day: dt.date) -> dict:  # 
     if not (prev / "vocab.json").exists():
         return {"start": "cold", "reason": f"{prev} has no vocab.json"}
     old = load_checkpoint(prev / "model.safetensors")
-    if old.cfg.model != parts.model.cfg.model:
+    chosen = ("item_head_weight",)  # set on validation by each run, not a setting that changed
+    if {k: v for k, v in old.cfg.model.items() if k not in chosen} != {
+        k: v for k, v in parts.model.cfg.model.items() if k not in chosen
+    }:
         return {"start": "cold", "reason": "retriever.model settings changed"}
     old_paths = load_item_paths(prev / "item_paths.parquet", old.cfg.path)
     sid = [f for f in parts.paths.spec.fields if f not in parts.paths.spec.chain]
