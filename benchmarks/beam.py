@@ -44,12 +44,16 @@ def catalogue(n: int, k: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame
     """Beauty-sized synthetic items, users and a SID table."""
     rng = np.random.default_rng(seed)
     l2 = rng.integers(0, 6, n)
-    items = pd.DataFrame({
-        "item_id": [f"i{i}" for i in range(n)], "cat_l1": "beauty",
-        "cat_l2": [f"c{a}" for a in l2], "cat_l3": [f"c{a}-{b}" for a, b in
-                                                    zip(l2, rng.integers(0, 7, n), strict=True)],
-        "brand": [f"b{b}" for b in rng.integers(0, 2000, n)], "seller": None,
-    })  # fmt: skip
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "cat_l1": "beauty",
+            "cat_l2": [f"c{a}" for a in l2],
+            "cat_l3": [f"c{a}-{b}" for a, b in zip(l2, rng.integers(0, 7, n), strict=True)],
+            "brand": [f"b{b}" for b in rng.integers(0, 2000, n)],
+            "seller": None,
+        }
+    )
     sid = pd.DataFrame({"item_id": items["item_id"]})
     for j in range(3):
         sid[f"s{j}"] = rng.integers(0, k, n)
@@ -64,8 +68,12 @@ def requests(n_req: int, n_items: int, t: int, n_users: int, seed: int) -> dict[
     hist = torch.randint(1, n_items + 1, (n_req, t), generator=g)
     profile = torch.zeros((n_req, 3), dtype=torch.long)
     profile[:, 0] = torch.randint(1, n_users + 1, (n_req,), generator=g)
-    return {"profile": profile, "hist": hist, "hist_type": torch.full((n_req, t), 3),
-            "task": torch.zeros(n_req, dtype=torch.long)}  # fmt: skip
+    return {
+        "profile": profile,
+        "hist": hist,
+        "hist_type": torch.full((n_req, t), 3),
+        "task": torch.zeros(n_req, dtype=torch.long),
+    }
 
 
 class MatmulShapes(TorchDispatchMode):
@@ -103,9 +111,18 @@ def t5_of_equal_size(n_params: int, vocab: int, d_model: int):
 
     best = None
     for layers in range(1, 9):
-        cfg = T5Config(vocab_size=vocab, d_model=d_model, d_kv=d_model // 8, d_ff=4 * d_model,
-                       num_layers=layers, num_decoder_layers=layers, num_heads=8,
-                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)  # fmt: skip
+        cfg = T5Config(
+            vocab_size=vocab,
+            d_model=d_model,
+            d_kv=d_model // 8,
+            d_ff=4 * d_model,
+            num_layers=layers,
+            num_decoder_layers=layers,
+            num_heads=8,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
         model = T5ForConditionalGeneration(cfg).eval()
         size = sum(p.numel() for p in model.parameters())
         if best is None or abs(size - n_params) < abs(best[1] - n_params):
@@ -113,8 +130,15 @@ def t5_of_equal_size(n_params: int, vocab: int, d_model: int):
     return best
 
 
-def hf_latency(codes: np.ndarray, vocab_sizes: list[int], n_params: int, d_model: int,
-               n_req: int, beam: int, hist_len: int) -> dict:  # fmt: skip
+def hf_latency(
+    codes: np.ndarray,
+    vocab_sizes: list[int],
+    n_params: int,
+    d_model: int,
+    n_req: int,
+    beam: int,
+    hist_len: int,
+) -> dict:
     """Per-request latency of HF generate with a trie in prefix_allowed_tokens_fn."""
     offsets = np.cumsum([2, *vocab_sizes[:-1]])  # 0 = pad/start, 1 = eos
     tokens = codes + offsets  # global token ids per path position
@@ -139,16 +163,27 @@ def hf_latency(codes: np.ndarray, vocab_sizes: list[int], n_params: int, d_model
         inp = torch.from_numpy(tokens[items.numpy()]).reshape(1, -1)  # history path tokens
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(inp, num_beams=beam, num_return_sequences=beam,
-                                 max_new_tokens=sid_len, min_new_tokens=sid_len,
-                                 prefix_allowed_tokens_fn=allowed, do_sample=False,
-                                 early_stopping=True)  # fmt: skip
+            out = model.generate(
+                inp,
+                num_beams=beam,
+                num_return_sequences=beam,
+                max_new_tokens=sid_len,
+                min_new_tokens=sid_len,
+                prefix_allowed_tokens_fn=allowed,
+                do_sample=False,
+                early_stopping=True,
+            )
         lat.append(time.perf_counter() - t0)
         assert out.shape[0] == beam
     lat_ms = np.array(lat) * 1e3
-    return {"params": size, "vocab": vocab, "layers": model.config.num_layers,
-            "input_tokens": hist_len * sid_len, "latency_ms_p50": float(np.percentile(lat_ms, 50)),
-            "latency_ms_p99": float(np.percentile(lat_ms, 99))}  # fmt: skip
+    return {
+        "params": size,
+        "vocab": vocab,
+        "layers": model.config.num_layers,
+        "input_tokens": hist_len * sid_len,
+        "latency_ms_p50": float(np.percentile(lat_ms, 50)),
+        "latency_ms_p99": float(np.percentile(lat_ms, 99)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,8 +242,15 @@ def main(argv: list[str] | None = None) -> int:
             mm_flops += 2 * b * m * k * n
     achieved = flops / batched_s
     matmul_rate = mm_flops / mm_seconds
-    hf = hf_latency(parts.paths.codes, parts.paths.spec.vocab_sizes, n_params, params.d_model,
-                    args.hf_requests, args.beam, t)  # fmt: skip
+    hf = hf_latency(
+        parts.paths.codes,
+        parts.paths.spec.vocab_sizes,
+        n_params,
+        params.d_model,
+        args.hf_requests,
+        args.beam,
+        t,
+    )
     out = {
         "catalogue_items": len(items),
         "path": parts.paths.spec.fields,

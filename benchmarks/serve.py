@@ -72,8 +72,13 @@ def in_process(params: Params, users: list[str], n: int, log: bool) -> dict:
         if i >= 20:
             times.append(time.perf_counter() - t0)
             stages[served.rec.stage] += 1
-    return {"requests": len(times), "p50_ms": _ms(times, 50), "p99_ms": _ms(times, 99),
-            "mean_ms": round(float(np.mean(times)) * 1e3, 2), "stages": dict(stages)}  # fmt: skip
+    return {
+        "requests": len(times),
+        "p50_ms": _ms(times, 50),
+        "p99_ms": _ms(times, 99),
+        "mean_ms": round(float(np.mean(times)) * 1e3, 2),
+        "stages": dict(stages),
+    }
 
 
 def _server_timing(header: str) -> dict[str, float]:
@@ -129,15 +134,22 @@ async def load(url: str, users: list[str], clients: int, seconds: float) -> dict
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(clients)))
         wall = time.perf_counter() - t0
-    return {"clients": clients, "seconds": round(wall, 1), "requests": len(times),
-            "rps": round(len(times) / wall, 1), "p50_ms": _ms(times, 50),
-            "p99_ms": _ms(times, 99), "errors": sum(errors.values()),
-            "error_kinds": dict(errors), "stages": dict(stages),
-            # p50 of each part of the server's Server-Timing header (queue, handle = the
-            # batched ServingApp.handle pass, api = the whole handler); outside_api = client
-            # time minus the handler's (HTTP, validation, serialisation, loopback, client);
-            # http_minus_handle = client time minus the pass, paired per request
-            "server_timing_p50_ms": {k: _ms(v, 50) for k, v in server.items()}}  # fmt: skip
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "requests": len(times),
+        "rps": round(len(times) / wall, 1),
+        "p50_ms": _ms(times, 50),
+        "p99_ms": _ms(times, 99),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "stages": dict(stages),
+        # p50 of each part of the server's Server-Timing header (queue, handle = the
+        # batched ServingApp.handle pass, api = the whole handler); outside_api = client
+        # time minus the handler's (HTTP, validation, serialisation, loopback, client);
+        # http_minus_handle = client time minus the pass, paired per request
+        "server_timing_p50_ms": {k: _ms(v, 50) for k, v in server.items()},
+    }
 
 
 def _port_free(port: int) -> bool:
@@ -164,16 +176,27 @@ def main() -> None:
     promoted = Registry(wd.registry).current().get("promoted")
     if not promoted:
         sys.exit(f"no promoted bundle in {wd.root}: run the daily pipeline (`make run`) first")
-    users = Warehouse(wd.warehouse).query(
-        "SELECT user_id FROM users ORDER BY 1")["user_id"].tolist()  # fmt: skip
+    users = (
+        Warehouse(wd.warehouse).query("SELECT user_id FROM users ORDER BY 1")["user_id"].tolist()
+    )
     sp = params.serving
-    result: dict = {"context": {
-        "world": params.world.size, "users": len(users), "bundle": promoted["tag"],
-        "parts": promoted.get("parts"), "scene": SCENE, "k": K, "beam_size": sp.beam_size,
-        "batch_wait_ms": sp.batch_wait_ms, "max_batch": sp.max_batch, "torch_threads": sp.torch_threads,
-        "cpus": os.cpu_count(), "load_avg_before": _load_avg(),
-        "exposure_log": str(wd.root / "serving" / "logs"),
-    }}  # fmt: skip
+    result: dict = {
+        "context": {
+            "world": params.world.size,
+            "users": len(users),
+            "bundle": promoted["tag"],
+            "parts": promoted.get("parts"),
+            "scene": SCENE,
+            "k": K,
+            "beam_size": sp.beam_size,
+            "batch_wait_ms": sp.batch_wait_ms,
+            "max_batch": sp.max_batch,
+            "torch_threads": sp.torch_threads,
+            "cpus": os.cpu_count(),
+            "load_avg_before": _load_avg(),
+            "exposure_log": str(wd.root / "serving" / "logs"),
+        }
+    }
     result["in_process"] = {
         "no_log": in_process(params, users, args.in_process, log=False),
         "with_log": in_process(params, users, args.in_process, log=True),

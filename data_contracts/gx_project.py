@@ -37,8 +37,11 @@ def _is_mapping(path: Path, load: Callable[[str], object]) -> bool:
 
 def cut_config_files(gx_dir: Path) -> list[Path]:
     """The GX config files under `gx_dir` that do not parse to a mapping (cut short by a kill)."""
-    found = [gx_dir / rel for rel in YAML_FILES
-             if (gx_dir / rel).exists() and not _is_mapping(gx_dir / rel, yaml.safe_load)]  # fmt: skip
+    found = [
+        gx_dir / rel
+        for rel in YAML_FILES
+        if (gx_dir / rel).exists() and not _is_mapping(gx_dir / rel, yaml.safe_load)
+    ]
     for store in JSON_STORES:
         found += [
             p for p in sorted((gx_dir / store).glob("*.json")) if not _is_mapping(p, json.loads)

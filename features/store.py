@@ -123,8 +123,11 @@ def materialize_day(params: Params, day: dt.date, store: FeatureStore | None = N
     store = store or feature_store(params)
     day_end = end_of_day(day)
     views = [store.get_feature_view(n) for n in view_specs(params.features)]
-    ends = [v.most_recent_end_time.astimezone(dt.UTC) for v in views
-            if v.most_recent_end_time is not None]  # fmt: skip
+    ends = [
+        v.most_recent_end_time.astimezone(dt.UTC)
+        for v in views
+        if v.most_recent_end_time is not None
+    ]
     if len(ends) < len(views):  # a view never materialized: everything within the TTL
         start = day_end - dt.timedelta(days=max(params.features.ttl_days.values()))
     else:

@@ -30,8 +30,17 @@ DDL = {
         CREATE TABLE IF NOT EXISTS users (
             user_id VARCHAR PRIMARY KEY, age_bucket VARCHAR, region VARCHAR)""",
 }
-EVENT_COLUMNS = ["event_id", "ts", "user_id", "item_id", "request_id", "scene", "event_type",
-                 "position", "price"]  # fmt: skip
+EVENT_COLUMNS = [
+    "event_id",
+    "ts",
+    "user_id",
+    "item_id",
+    "request_id",
+    "scene",
+    "event_type",
+    "position",
+    "price",
+]
 
 
 class Warehouse:

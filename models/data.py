@@ -59,8 +59,9 @@ class FeatureSpace:
     def ids(self, field: str, values: pd.Series | np.ndarray | list) -> np.ndarray:
         """Map raw values of `field` to ids (unknown and null -> 0)."""
         v = self.vocab[field]
-        return np.array([v.get(str(x), 0) if x is not None and x == x else 0 for x in values],
-                        dtype=np.int64)  # fmt: skip
+        return np.array(
+            [v.get(str(x), 0) if x is not None and x == x else 0 for x in values], dtype=np.int64
+        )
 
     def item_fields(self, seq_fields: list[str]) -> torch.Tensor:
         """(N+1, F_s) field ids per item row; row 0 = padding."""
@@ -121,8 +122,9 @@ def engaged(events: pd.DataFrame) -> pd.DataFrame:
     return ev.sort_values(sort, kind="stable").reset_index(drop=True)
 
 
-def build_samples(events: pd.DataFrame, space: FeatureSpace, history_len: int,
-                  min_history: int = 0) -> Samples:  # fmt: skip
+def build_samples(
+    events: pd.DataFrame, space: FeatureSpace, history_len: int, min_history: int = 0
+) -> Samples:
     """One sample per engagement with its strictly earlier engagements as history."""
     ev = engaged(events)
     n = len(ev)
@@ -145,15 +147,25 @@ def build_samples(events: pd.DataFrame, space: FeatureSpace, history_len: int,
                 hist_type[i, -k:] = types[lo : ends[i - s]]
             keep[i] = k >= min_history
     day = pd.to_datetime(ev["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[D]")
-    out = Samples(user_id=users.astype(object), item_id=ev["item_id"].to_numpy().astype(object),
-                  event_type=ev["event_type"].to_numpy().astype(object),
-                  scene=ev["scene"].to_numpy().astype(object), day=day, hist=hist,
-                  hist_type=hist_type)  # fmt: skip
+    out = Samples(
+        user_id=users.astype(object),
+        item_id=ev["item_id"].to_numpy().astype(object),
+        event_type=ev["event_type"].to_numpy().astype(object),
+        scene=ev["scene"].to_numpy().astype(object),
+        day=day,
+        hist=hist,
+        hist_type=hist_type,
+    )
     return out.subset(keep)
 
 
-def samples_from_histories(frame: pd.DataFrame, space: FeatureSpace, history_len: int,
-                           event_type: str = "purchase", scene: str = "review") -> Samples:  # fmt: skip
+def samples_from_histories(
+    frame: pd.DataFrame,
+    space: FeatureSpace,
+    history_len: int,
+    event_type: str = "purchase",
+    scene: str = "review",
+) -> Samples:
     """Samples from rows with user_id, item_id, ts and a `history` list (Amazon split)."""
     n = len(frame)
     hist = np.zeros((n, history_len), np.int64)
@@ -165,10 +177,15 @@ def samples_from_histories(frame: pd.DataFrame, space: FeatureSpace, history_len
     day = (
         pd.to_datetime(frame["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[D]")
     )
-    return Samples(user_id=frame["user_id"].to_numpy().astype(object),
-                   item_id=frame["item_id"].to_numpy().astype(object),
-                   event_type=np.full(n, event_type, object), scene=np.full(n, scene, object),
-                   day=day, hist=hist, hist_type=hist_type)  # fmt: skip
+    return Samples(
+        user_id=frame["user_id"].to_numpy().astype(object),
+        item_id=frame["item_id"].to_numpy().astype(object),
+        event_type=np.full(n, event_type, object),
+        scene=np.full(n, scene, object),
+        day=day,
+        hist=hist,
+        hist_type=hist_type,
+    )
 
 
 def time_split(samples: Samples, day: dt.date) -> tuple[Samples, Samples]:
@@ -189,9 +206,13 @@ def time_split(samples: Samples, day: dt.date) -> tuple[Samples, Samples]:
     return samples.subset(test & ~last), samples.subset(last)
 
 
-def encode_batch(samples: Samples, space: FeatureSpace, paths: ItemPaths | None,
-                 profile_fields: list[str], weights: dict[str, float] | None = None
-                 ) -> dict[str, torch.Tensor]:  # fmt: skip
+def encode_batch(
+    samples: Samples,
+    space: FeatureSpace,
+    paths: ItemPaths | None,
+    profile_fields: list[str],
+    weights: dict[str, float] | None = None,
+) -> dict[str, torch.Tensor]:
     """Tensors for the model: profile, hist, hist_type, task, target (-1 = no path), weight."""
     n = len(samples)
     profile = np.zeros((n, len(profile_fields)), np.int64)

@@ -39,8 +39,9 @@ def ndcg(ranks: np.ndarray, k: int) -> float:
     return float(gain.mean())
 
 
-def retrieval_report(ranks: np.ndarray, hr_ks: list[int], rank_ks: list[int],
-                     purchase: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+def retrieval_report(
+    ranks: np.ndarray, hr_ks: list[int], rank_ks: list[int], purchase: np.ndarray | None = None
+) -> dict[str, float]:
     """HR@K on all (and purchase) samples, Recall@K and NDCG@K, plus the sample counts."""
     ranks = np.asarray(ranks)
     out: dict[str, float] = {"samples": int(len(ranks))}

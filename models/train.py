@@ -65,9 +65,16 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: RetrieverTrainParams,
-          *, progress: bool = True, eval_fn: Callable[[torch.nn.Module], dict] | None = None,
-          eval_every: int = 0, time_budget_s: float | None = None) -> TrainResult:  # fmt: skip
+def train(
+    model: torch.nn.Module,
+    data: dict[str, torch.Tensor],
+    params: RetrieverTrainParams,
+    *,
+    progress: bool = True,
+    eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    eval_every: int = 0,
+    time_budget_s: float | None = None,
+) -> TrainResult:
     """Train `model` (forward(batch) -> loss) in place on `data` (leading sample axis).
 
     Samples whose target is -1 (item without a path) are dropped. Under torchrun each
@@ -101,9 +108,13 @@ def train(model: torch.nn.Module, data: dict[str, torch.Tensor], params: Retriev
     decay = [p for nm, p in model.named_parameters() if p.ndim >= 2 and "emb" not in nm]
     no_decay = [p for nm, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in nm)]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": params.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=params.lr, betas=(0.9, 0.98),
-    )  # fmt: skip
+        [
+            {"params": decay, "weight_decay": params.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=params.lr,
+        betas=(0.9, 0.98),
+    )
     ema = None
     if params.ema_decay is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
@@ -182,14 +193,20 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> Uni
     cfg = UniRecConfig.from_json(meta["config"])
     # each path's item id: kept by the tied node vectors and by the item head
     path_items = state.get("nodes.item_ids", state.get("item_head.item_ids"))
-    model = UniRec(cfg, state["inputs.item_fields"], state["inputs.item_sids"],
-                   state.get("nodes.codes"), path_items)  # fmt: skip
+    model = UniRec(
+        cfg,
+        state["inputs.item_fields"],
+        state["inputs.item_sids"],
+        state.get("nodes.codes"),
+        path_items,
+    )
     model.load_state_dict(state)
     return model.to(device).eval()
 
 
-def save_prepared(folder: Path, model: UniRec, data: dict[str, torch.Tensor],
-                  params: RetrieverTrainParams) -> Path:  # fmt: skip
+def save_prepared(
+    folder: Path, model: UniRec, data: dict[str, torch.Tensor], params: RetrieverTrainParams
+) -> Path:
     """Write what `python -m models.train --data folder` needs: init weights + tensors."""
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, folder / "init.safetensors")
@@ -247,10 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     if rank == 0:
         save_checkpoint(model, out / "model.safetensors", {"steps": result.steps})
         plot_losses(result, out / "loss.png")
-        (out / "train.json").write_text(json.dumps({
-            "steps": result.steps, "seconds": result.seconds, "world_size": world,
-            "samples_seen_rank0": result.samples_seen, "losses": result.losses,
-        }))  # fmt: skip
+        (out / "train.json").write_text(
+            json.dumps(
+                {
+                    "steps": result.steps,
+                    "seconds": result.seconds,
+                    "world_size": world,
+                    "samples_seen_rank0": result.samples_seen,
+                    "losses": result.losses,
+                }
+            )
+        )
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -46,8 +46,9 @@ def _gate(name: str, value: float | None, threshold: float, op: str) -> Gate:
 def sid_gates(metrics: dict, gp: SidGateParams) -> list[Gate]:
     """Collision rate, per-layer utilisation and top-1% exposure share of a SID table."""
     table = metrics[metrics["table_method"]]
-    gates = [_gate("collision_rate", metrics["collision_rate_before_dedup"],
-                   gp.max_collision_rate, "<=")]  # fmt: skip
+    gates = [
+        _gate("collision_rate", metrics["collision_rate_before_dedup"], gp.max_collision_rate, "<=")
+    ]
     for level, layer in enumerate(table["layers"]):
         gates.append(_gate(f"utilisation_s{level}", layer["utilisation"], gp.min_utilisation, ">="))
     for prefix, shares in table["concentration"].items():

@@ -105,8 +105,12 @@ class ServingApp:
         except (NoModelError, Exception):  # noqa: BLE001 - readiness is a yes/no answer
             return False
 
-    def handle(self, requests: list[Request], ts: pd.Series | None = None,
-               buckets: list[str | None] | None = None) -> list[Served]:  # fmt: skip
+    def handle(
+        self,
+        requests: list[Request],
+        ts: pd.Series | None = None,
+        buckets: list[str | None] | None = None,
+    ) -> list[Served]:
         """Answer a batch: group by bucket version, one recommend call per bundle, log all.
 
         `ts`: request times (default now); `buckets`: QA-forced bucket names (None = hashed).
@@ -124,13 +128,14 @@ class ServingApp:
             by_tag.setdefault(tag, []).append(i)
         recs: list[Recommendation | None] = [None] * len(requests)
         for tag, idx in by_tag.items():
-            for i, rec in zip(idx, self.bundle(tag).recommend([requests[i] for i in idx]),
-                              strict=True):  # fmt: skip
+            for i, rec in zip(
+                idx, self.bundle(tag).recommend([requests[i] for i in idx]), strict=True
+            ):
                 recs[i] = rec
         served = [
             Served(
                 f"q-{uuid.uuid4().hex[:16]}", r.user_id, r.scene, chosen[i].name, tags[i], recs[i]
-            )  # fmt: skip
+            )
             for i, r in enumerate(requests)
         ]
         if self.log:

@@ -49,18 +49,25 @@ print(bentoml.bentos.export_bento(sys.argv[1], sys.argv[2]))
 
 def _env(workdir: Path) -> dict[str, str]:
     home = Path(workdir).resolve() / "bentoml"
-    return {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
-            "SIDFLOW_WORKDIR": str(Path(workdir).resolve()), "UV_OFFLINE": "1",
-            "PIP_NO_INDEX": "1"}  # fmt: skip
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "SIDFLOW_WORKDIR": str(Path(workdir).resolve()),
+        "UV_OFFLINE": "1",
+        "PIP_NO_INDEX": "1",
+    }
 
 
 def _run(script: str, args: list[str], workdir: Path, what: str, timeout_s: float) -> str:
     cmd = [sys.executable, "-c", script, *args]
-    done = subprocess.run(cmd, env=_env(workdir), capture_output=True, text=True,
-                          timeout=timeout_s, cwd=PROJECT_ROOT)  # fmt: skip
+    done = subprocess.run(
+        cmd, env=_env(workdir), capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (BENTOML_HOME={_env(workdir)['BENTOML_HOME']}):\n"
-                           f"{done.stderr[-3000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"{what} failed (BENTOML_HOME={_env(workdir)['BENTOML_HOME']}):\n{done.stderr[-3000:]}"
+        )
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -87,8 +94,9 @@ def build_bento(workdir: Path, model_tag: str, timeout_s: float = 300.0) -> dict
     try:
         model_store(workdir).get(model_tag)
     except bentoml.exceptions.NotFound:
-        raise ValueError(f"bundle {model_tag!r} is not in the model store "
-                         f"{Path(workdir) / 'bentoml' / 'models'}") from None  # fmt: skip
+        raise ValueError(
+            f"bundle {model_tag!r} is not in the model store {Path(workdir) / 'bentoml' / 'models'}"
+        ) from None
     version = model_tag.split(":", 1)[1]
     cfg = yaml.safe_load(BENTOFILE.read_text())
     cfg["models"] = [model_tag]  # this bundle, not `:latest`
@@ -96,8 +104,13 @@ def build_bento(workdir: Path, model_tag: str, timeout_s: float = 300.0) -> dict
     staged.parent.mkdir(parents=True, exist_ok=True)
     staged.write_text(yaml.safe_dump(cfg, sort_keys=False))
     try:
-        out = _run(_BUILD, [str(staged), str(PROJECT_ROOT), version, BENTO_NAME], workdir,
-                   f"bentoml build of {model_tag}", timeout_s)  # fmt: skip
+        out = _run(
+            _BUILD,
+            [str(staged), str(PROJECT_ROOT), version, BENTO_NAME],
+            workdir,
+            f"bentoml build of {model_tag}",
+            timeout_s,
+        )
     finally:
         staged.unlink(missing_ok=True)
     return json.loads(out)
@@ -110,8 +123,7 @@ def export_bento(workdir: Path, bento_tag: str, out: Path, timeout_s: float = 30
     """
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(_run(_EXPORT, [bento_tag, str(out)], workdir, f"export of {bento_tag}",
-                     timeout_s))  # fmt: skip
+    return Path(_run(_EXPORT, [bento_tag, str(out)], workdir, f"export of {bento_tag}", timeout_s))
 
 
 def bento_manifest(path: Path) -> dict:

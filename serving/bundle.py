@@ -64,8 +64,13 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:10]
 
 
-def save_bundle(workdir: Path, day: dt.date, parts: dict[str, Path], tables: dict[str, pd.DataFrame],
-                manifest: dict) -> str:  # fmt: skip
+def save_bundle(
+    workdir: Path,
+    day: dt.date,
+    parts: dict[str, Path],
+    tables: dict[str, pd.DataFrame],
+    manifest: dict,
+) -> str:
     """Save a bundle to the model store; returns its tag (`sidflow-recommender:<version>`).
 
     `parts`: folder name -> source folder (e.g. {"retriever": run_dir, "ranker": ranker_dir});
@@ -102,8 +107,9 @@ def save_bundle(workdir: Path, day: dt.date, parts: dict[str, Path], tables: dic
         "window": str(manifest.get("window")),
         "ranker": "yes" if "ranker" in parts else "no",
     }
-    with bentoml.models.create(tag, labels=labels, metadata={"metrics": manifest.get("metrics")},
-                               _model_store=store) as model:  # fmt: skip
+    with bentoml.models.create(
+        tag, labels=labels, metadata={"metrics": manifest.get("metrics")}, _model_store=store
+    ) as model:
         shutil.copytree(staging, model.path, dirs_exist_ok=True)
     shutil.rmtree(staging)
     return tag

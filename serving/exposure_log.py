@@ -49,8 +49,9 @@ SCHEMA = pa.schema(
 )
 
 
-def exposure_rows(served: list[Served], times: list[pd.Timestamp],
-                  prices: dict[str, float]) -> dict[dt.date, pa.Table]:  # fmt: skip
+def exposure_rows(
+    served: list[Served], times: list[pd.Timestamp], prices: dict[str, float]
+) -> dict[dt.date, pa.Table]:
     """The canonical exposure events of a batch of responses (`served[i]` answered at
     `times[i]`), one table per UTC day (position = 0-based rank shown). Built column by
     column: this runs on every request."""

@@ -15,15 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def serve_command(host: str, port: int) -> list[str]:
     """The `bentoml serve` command line for `serving.service:Sidflow`."""
-    return [sys.executable, "-m", "bentoml", "serve", "serving.service:Sidflow",
-            "--host", host, "--port", str(port)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:Sidflow",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
-def start(port: int, env: dict[str, str], out: IO | int = subprocess.DEVNULL,
-          host: str = "127.0.0.1") -> subprocess.Popen:  # fmt: skip
+def start(
+    port: int, env: dict[str, str], out: IO | int = subprocess.DEVNULL, host: str = "127.0.0.1"
+) -> subprocess.Popen:
     """Start the service (from the project root) without waiting."""
-    return subprocess.Popen(serve_command(host, port), cwd=ROOT, env=env, stdout=out,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        serve_command(host, port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:

@@ -59,8 +59,9 @@ class Recommender:
         # the Task-Conditioned BOS requests ask with: the evaluation's (review logs: purchase)
         self.behaviour = self.manifest.get("task_behaviour", TASK_BEHAVIOUR)
         self.model = load_checkpoint(folder / "retriever" / "model.safetensors")
-        self.paths = load_item_paths(folder / "retriever" / "item_paths.parquet",
-                                     self.model.cfg.path)  # fmt: skip
+        self.paths = load_item_paths(
+            folder / "retriever" / "item_paths.parquet", self.model.cfg.path
+        )
         self.trie = PathTrie(self.paths.codes, self.paths.spec.vocab_sizes)
         users = pd.read_parquet(folder / "users.parquet")
         catalogue = pd.read_parquet(folder / "catalogue.parquet")
@@ -71,8 +72,10 @@ class Recommender:
         self.history_len = int(self.model.cfg.model["history_len"])
         self._profiles = users.drop_duplicates("user_id").set_index("user_id")
         hist = pd.read_parquet(folder / "histories.parquet")
-        self._history = {u: (g["item_id"].tolist(), g["event_type"].tolist())
-                         for u, g in hist.groupby("user_id", sort=False)}  # fmt: skip
+        self._history = {
+            u: (g["item_id"].tolist(), g["event_type"].tolist())
+            for u, g in hist.groupby("user_id", sort=False)
+        }
         pop = pd.read_parquet(folder / "popularity.parquet")
         overall = pop.groupby("item_id")["engagements"].sum().sort_values(ascending=False)
         self._popular = {s: g["item_id"].tolist() for s, g in pop.groupby("scene")}
@@ -109,8 +112,12 @@ class Recommender:
                     profile[i, j] = self.space.ids(f, [self._profiles.at[r.user_id, f]])[0]
             task[i] = self._tasks.get(f"{self.behaviour}/{r.scene}", 0)
             known[i] = bool((hist[i] > 0).any()) or profile[i, 0] > 0
-        batch = {"profile": torch.from_numpy(profile), "hist": torch.from_numpy(hist),
-                 "hist_type": torch.from_numpy(hist_type), "task": torch.from_numpy(task)}  # fmt: skip
+        batch = {
+            "profile": torch.from_numpy(profile),
+            "hist": torch.from_numpy(hist),
+            "hist_type": torch.from_numpy(hist_type),
+            "task": torch.from_numpy(task),
+        }
         return batch, known
 
     def popular(self, scene: str, k: int) -> list[str]:
@@ -151,5 +158,6 @@ class Recommender:
         user = self.ranker.user_side(req.user_id, history, req.scene)  # once per request
         s = self.ranker.score(user, items, feats)
         order = np.argsort(-s, kind="stable")[: req.k]
-        return Recommendation([items[j] for j in order], [float(s[j]) for j in order], False,
-                              "ranker")  # fmt: skip
+        return Recommendation(
+            [items[j] for j in order], [float(s[j]) for j in order], False, "ranker"
+        )

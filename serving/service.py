@@ -113,8 +113,14 @@ class Sidflow:
         return self.app.ready()
 
     @bentoml.api(route="/recommend")
-    async def recommend(self, user_id: Id, scene: Scene, ctx: bentoml.Context, k: K = 10,
-                        history: History | None = None) -> dict:  # fmt: skip
+    async def recommend(
+        self,
+        user_id: Id,
+        scene: Scene,
+        ctx: bentoml.Context,
+        k: K = 10,
+        history: History | None = None,
+    ) -> dict:
         """Recommendations for one user in one scene (bounds from params.yaml `serving:`)."""
         t_in = time.perf_counter()
         headers = ctx.request.headers
@@ -135,8 +141,14 @@ class Sidflow:
             ctx.response.status_code = 503
             return {"error": str(err)}
         version = self.app.state()
-        sid = next((v.get("sid_version") for v in (version.get("promoted"), version.get("candidate"))
-                    if v and v["tag"] == s.model), None)  # fmt: skip
+        sid = next(
+            (
+                v.get("sid_version")
+                for v in (version.get("promoted"), version.get("candidate"))
+                if v and v["tag"] == s.model
+            ),
+            None,
+        )
         # Server-Timing (W3C): queue wait, the batched pass, and all of this handler
         ctx.response.headers["server-timing"] = (
             f"queue;dur={timing.queue_ms:.2f}, handle;dur={timing.handle_ms:.2f}, "
@@ -154,7 +166,7 @@ class Sidflow:
             "items": [
                 {"item_id": i, "score": round(x, 6)}
                 for i, x in zip(s.rec.items, s.rec.scores, strict=True)
-            ],  # fmt: skip
+            ],
         }
         # Serialised here: BentoML's generic path rebuilds the output's JSON schema on every
         # response (~1 ms on this CPU); a Response is sent as it is.
@@ -165,5 +177,9 @@ class Sidflow:
         """Promoted and candidate versions (tags, SID versions, windows, gated metrics)."""
         state = self.app.state()
         slim = {k: v for k, v in state.items() if k in ("promoted", "candidate")}
-        return {"buckets": [b.model_dump() for b in SP.buckets], "pid": os.getpid(),
-                "torch_threads": torch.get_num_threads(), **slim}  # fmt: skip
+        return {
+            "buckets": [b.model_dump() for b in SP.buckets],
+            "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads(),
+            **slim,
+        }

@@ -83,11 +83,17 @@ def cmd_load_amazon(args: argparse.Namespace) -> int:
     paths = ds.write(out)
     q = Quarantine(out / "quarantine")
     reports = {
-        t: validate_table(t, [paths[t]], wd.gx_root, q, scenes=params.data.scenes,
-                          known_items=set(ds.items["item_id"]) if t == "events" else None,
-                          known_users=set(ds.users["user_id"]) if t == "events" else None)
+        t: validate_table(
+            t,
+            [paths[t]],
+            wd.gx_root,
+            q,
+            scenes=params.data.scenes,
+            known_items=set(ds.items["item_id"]) if t == "events" else None,
+            known_users=set(ds.users["user_id"]) if t == "events" else None,
+        )
         for t in ("items", "users", "events")
-    }  # fmt: skip
+    }
     wh = Warehouse(out / "warehouse.duckdb")
     wh.upsert("items", reports["items"].valid)
     wh.upsert("users", reports["users"].valid)
@@ -131,12 +137,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         wh = Warehouse(wd.warehouse)
         known_items = set(wh.query("SELECT item_id FROM items")["item_id"])
         known_users = set(wh.query("SELECT user_id FROM users")["user_id"])
-    report = validate_table(args.table, files, wd.gx_root, Quarantine(wd.root / "quarantine"),
-                            day=day, scenes=params.data.scenes, known_items=known_items,
-                            known_users=known_users)  # fmt: skip
+    report = validate_table(
+        args.table,
+        files,
+        wd.gx_root,
+        Quarantine(wd.root / "quarantine"),
+        day=day,
+        scenes=params.data.scenes,
+        known_items=known_items,
+        known_users=known_users,
+    )
     ok = report.passes_gate(params.contracts.max_quarantine_fraction)
-    print(json.dumps({**report.summary(), "gate_passed": ok, "data_docs": str(report.docs_index)},
-                     indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {**report.summary(), "gate_passed": ok, "data_docs": str(report.docs_index)}, indent=2
+        )
+    )
     return 0 if ok else 1
 
 
@@ -253,8 +269,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     params = _load(args)
     ensure_dagster_home(Workdir(params.workdir).dagster_home)
-    cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-m", "orchestration.definitions",
-           "-h", "127.0.0.1", "-p", str(args.port)]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-m",
+        "orchestration.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
     print(
         f"Dagster UI on http://127.0.0.1:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
     )

@@ -48,9 +48,11 @@ def _registry(params: Params):  # noqa: ANN202 - sidflow.registry.Registry
 
 
 def _show(state: dict) -> None:
-    slim = {k: (v and {x: v.get(x) for x in ("tag", "day", "sid_version", "sid_dvc_hash",
-                                              "window")})
-            for k, v in state.items() if k in ("promoted", "candidate")}  # fmt: skip
+    slim = {
+        k: (v and {x: v.get(x) for x in ("tag", "day", "sid_version", "sid_dvc_hash", "window")})
+        for k, v in state.items()
+        if k in ("promoted", "candidate")
+    }
     print(json.dumps(slim, indent=2))
 
 
@@ -94,8 +96,11 @@ def cmd_registry(args: argparse.Namespace, load: Loader) -> int:
     state = _registry(load(args)).current()
     _show(state)
     if args.history:
-        print(json.dumps([{k: v for k, v in h.items() if k != "version"}
-                          for h in state["history"]], indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                [{k: v for k, v in h.items() if k != "version"} for h in state["history"]], indent=2
+            )
+        )
     return 0
 
 

@@ -144,8 +144,12 @@ class RetrieverModelParams(Strict):
     task_bos: bool = True  # Task-Conditioned BOS (§3.4); False = one fixed BOS
     content_summary: bool = True  # hashed Cartesian pairs of path tokens (§3.4 eq. 7)
     cs_pairs: list[tuple[str, str]] = [
-        ("cat_l2", "s0"), ("cat_l2", "s1"), ("cat_l3", "s0"), ("cat_l3", "s1"), ("s0", "s1")
-    ]  # fmt: skip
+        ("cat_l2", "s0"),
+        ("cat_l2", "s1"),
+        ("cat_l3", "s0"),
+        ("cat_l3", "s1"),
+        ("s0", "s1"),
+    ]
     cs_hashes: int = Field(3, ge=1, le=3)  # M hash functions: x+y, x*y, p1*x+p2*y
     d_hash: int = Field(32, gt=0)
     capacity_sids: bool = True  # False = plain RQ-KMeans SIDs (ablation / TIGER-like)
@@ -233,8 +237,10 @@ class FeaturesParams(Strict):
     windows_days: list[int] = [1, 7, 30]  # sliding windows (d-w, d] of every windowed count
     prior_strength: float = Field(20.0, gt=0)  # m of the Beta prior behind smoothed CTR/CVR
     ttl_days: dict[Literal["item_stats", "user_stats", "u2i"], int] = {
-        "item_stats": 35, "user_stats": 35, "u2i": 35
-    }  # fmt: skip
+        "item_stats": 35,
+        "user_stats": 35,
+        "u2i": 35,
+    }
     online_store: Literal["sqlite", "redis"] = "sqlite"  # feature_store[.redis].yaml profile
     redis_address: str = "127.0.0.1:6379"  # host:port of redis-server for the redis profile
 

@@ -75,8 +75,9 @@ class Registry:
             raise RegistryError(f"nothing to roll back to: {current or 'no model'} is the only one")
         back = earlier[-1]["version"]
         state["promoted"], state["candidate"] = back, None
-        state["history"].append({"event": "rollback", "tag": back["tag"], "from": current,
-                                 "at": _now()})  # fmt: skip
+        state["history"].append(
+            {"event": "rollback", "tag": back["tag"], "from": current, "at": _now()}
+        )
         return self._write(state)
 
 

@@ -45,13 +45,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 900),
-               budget_ms: int = 15000) -> Path:  # fmt: skip
+def screenshot(
+    url: str, path: Path, size: tuple[int, int] = (1400, 900), budget_ms: int = 15000
+) -> Path:
     """Render `url` in headless chromium and save a PNG at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size={size[0]},{size[1]}",
-           f"--virtual-time-budget={budget_ms}", f"--screenshot={path}", url]  # fmt: skip
+    cmd = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--window-size={size[0]},{size[1]}",
+        f"--virtual-time-budget={budget_ms}",
+        f"--screenshot={path}",
+        url,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if not path.exists():
         raise RuntimeError(f"chromium wrote no screenshot of {url}: {done.stderr[-1500:]}")
@@ -66,12 +76,18 @@ def start_webserver(params: Params, port: int, log: IO[str]) -> subprocess.Popen
     # webserver's code server loads, so the UI shows the same definitions the runs used.
     settings = wd.reports / "screenshots" / "params.resolved.yaml"
     settings.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SIDFLOW_WORKDIR": str(wd.root),
-           "SIDFLOW_PARAMS": str(settings), "DAGSTER_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SIDFLOW_WORKDIR": str(wd.root),
+        "SIDFLOW_PARAMS": str(settings),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
     exe = Path(sys.executable).with_name("dagster-webserver")
     cmd = [str(exe), "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> int:
@@ -153,8 +169,11 @@ def take_screenshots(params: Params) -> dict[str, Path]:
                 if r.status_code != 200:
                     raise RuntimeError(f"{base + page} answered HTTP {r.status_code}")
                 shots[name] = screenshot(base + page, out / f"{name}.png")
-                manifest[name] = {"url": base + page, "http_status": r.status_code,
-                                  "assets_loaded": len(assets)}  # fmt: skip
+                manifest[name] = {
+                    "url": base + page,
+                    "http_status": r.status_code,
+                    "assets_loaded": len(assets),
+                }
         finally:
             stop_webserver(proc)
     for name, path in shots.items():

@@ -51,8 +51,9 @@ def bootstrap(params: Params, overrides: dict[str, str]) -> list:
     return run_days(params, days, overrides, train_days=days[-1:])
 
 
-def serve_day(params: Params, world: World, day: dt.date, batch: int = 64
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+def serve_day(
+    params: Params, world: World, day: dt.date, batch: int = 64
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Serve every request of `day` through the serving code; land its log and the responses.
 
     Returns (shown slots with bucket and model, the world's response events).
@@ -71,11 +72,21 @@ def serve_day(params: Params, world: World, day: dt.date, batch: int = 64
         part = requests.iloc[s : s + batch]
         reqs = [Request(u, sc, k) for u, sc in zip(part["user_id"], part["scene"], strict=True)]
         for (_, row), served in zip(part.iterrows(), app.handle(reqs, part["ts"]), strict=True):
-            shown.append(pd.DataFrame({
-                "request_id": served.request_id, "ts": row["ts"], "user_id": served.user_id,
-                "scene": served.scene, "item_id": served.rec.items,
-                "position": range(len(served.rec.items)), "bucket": served.bucket,
-                "model": served.model, "fallback": served.rec.fallback}))  # fmt: skip
+            shown.append(
+                pd.DataFrame(
+                    {
+                        "request_id": served.request_id,
+                        "ts": row["ts"],
+                        "user_id": served.user_id,
+                        "scene": served.scene,
+                        "item_id": served.rec.items,
+                        "position": range(len(served.rec.items)),
+                        "bucket": served.bucket,
+                        "model": served.model,
+                        "fallback": served.rec.fallback,
+                    }
+                )
+            )
     shown_df = pd.concat(shown, ignore_index=True)
     responses = responses_to_events(world, shown_df, seed=params.simulation.seed + day.toordinal())
     raw = wd.raw_dir("events", day)

@@ -58,8 +58,12 @@ def write_report(days: list[dict], folder: Path) -> dict[str, Path]:
     if not table.empty:
         paths["plot"] = folder / "simulation.png"
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for ax, col, title in zip(axes, ("ctr", "purchases", "gmv_per_request"),
-                                  ("CTR", "purchases", "GMV per request"), strict=True):  # fmt: skip
+        for ax, col, title in zip(
+            axes,
+            ("ctr", "purchases", "gmv_per_request"),
+            ("CTR", "purchases", "GMV per request"),
+            strict=True,
+        ):
             for bucket, b in table.groupby("bucket"):
                 ax.plot(b["day"].astype(str), b[col], marker="o", label=bucket)
             ax.set_title(title)
@@ -85,8 +89,11 @@ def markdown(days: list[dict]) -> str:
                 f"{b['exposures']:,} | {b['ctr']:.4f} | {b['purchases']:,} | {b['gmv']:,.0f} | "
                 f"{b['gmv_per_request']:.2f} |"
             )
-    lines += ["", "| day | retrain | HR@50 | HR@200 | gates | promoted / candidate |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| day | retrain | HR@50 | HR@200 | gates | promoted / candidate |",
+        "|---|---|---|---|---|---|",
+    ]
     for d in days:
         hr = d.get("hr") or {}
         gates = "passed" if not d.get("missed") else "MISSED: " + "; ".join(d["missed"])

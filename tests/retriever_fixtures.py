@@ -16,14 +16,19 @@ def catalogue(n: int = 60, k: int = 6, seed: int = 0) -> tuple[pd.DataFrame, pd.
     """Items with categories/brand/seller and a SID table (L=3, codebook k) with dedup."""
     rng = np.random.default_rng(seed)
     l2 = rng.integers(0, 3, n)
-    items = pd.DataFrame({
-        "item_id": [f"i{i:03d}" for i in range(n)],
-        "cat_l1": "c",
-        "cat_l2": [f"c{a}" for a in l2],
-        "cat_l3": [f"c{a}-{b}" if b < 3 else None for a, b in zip(l2, rng.integers(0, 4, n), strict=True)],
-        "brand": [f"b{b}" for b in rng.integers(0, 5, n)],
-        "seller": [f"s{b}" for b in rng.integers(0, 4, n)],
-    })  # fmt: skip
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i:03d}" for i in range(n)],
+            "cat_l1": "c",
+            "cat_l2": [f"c{a}" for a in l2],
+            "cat_l3": [
+                f"c{a}-{b}" if b < 3 else None
+                for a, b in zip(l2, rng.integers(0, 4, n), strict=True)
+            ],
+            "brand": [f"b{b}" for b in rng.integers(0, 5, n)],
+            "seller": [f"s{b}" for b in rng.integers(0, 4, n)],
+        }
+    )
     sid = pd.DataFrame({"item_id": items["item_id"]})
     for j in range(3):
         sid[f"s{j}"] = rng.integers(0, k, n)
@@ -34,18 +39,30 @@ def catalogue(n: int = 60, k: int = 6, seed: int = 0) -> tuple[pd.DataFrame, pd.
 
 def users(n: int = 10) -> pd.DataFrame:
     """Users with profile fields."""
-    return pd.DataFrame({
-        "user_id": [f"u{i}" for i in range(n)],
-        "age_bucket": ["18-24", "25-34"] * (n // 2),
-        "region": ["east"] * n,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(n)],
+            "age_bucket": ["18-24", "25-34"] * (n // 2),
+            "region": ["east"] * n,
+        }
+    )
 
 
 def tiny_params(**update) -> RetrieverModelParams:
     """A very small UniRec configuration (fast on CPU)."""
-    base = {"d_model": 16, "n_heads": 2, "n_layers": 2, "n_experts": 2, "ffn_mult": 1.0,
-            "d_field": 4, "d_prefix": 4, "d_hash": 4, "history_len": 5, "mm_len": 3,
-            "dropout": 0.0}  # fmt: skip
+    base = {
+        "d_model": 16,
+        "n_heads": 2,
+        "n_layers": 2,
+        "n_experts": 2,
+        "ffn_mult": 1.0,
+        "d_field": 4,
+        "d_prefix": 4,
+        "d_hash": 4,
+        "history_len": 5,
+        "mm_len": 3,
+        "dropout": 0.0,
+    }
     return RetrieverModelParams(**{**base, **update})
 
 

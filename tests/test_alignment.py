@@ -25,13 +25,15 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 @st.composite
 def exposure_tables(draw) -> pd.DataFrame:  # noqa: ANN001
     n = draw(st.integers(1, 40))
-    return pd.DataFrame({
-        "request_id": draw(st.lists(st.sampled_from("abcde"), min_size=n, max_size=n)),
-        "item_id": [f"i{k}" for k in range(n)],
-        "position": draw(st.lists(st.integers(0, 9), min_size=n, max_size=n)),
-        "click": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
-        "purchase": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "request_id": draw(st.lists(st.sampled_from("abcde"), min_size=n, max_size=n)),
+            "item_id": [f"i{k}" for k in range(n)],
+            "position": draw(st.lists(st.integers(0, 9), min_size=n, max_size=n)),
+            "click": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+            "purchase": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+        }
+    )
 
 
 @given(rows=exposure_tables(), per_request=st.integers(1, 6))
@@ -61,9 +63,14 @@ def test_advantages_are_centred_scaled_and_clipped():
 
 
 def test_purchases_of_dear_items_weigh_most():
-    r = torch.from_numpy(rewards(np.array(["click", "purchase", "purchase"]),
-                                 np.array([0.0, 5.0, 50.0]),
-                                 {"click": 1.0, "cart": 2.0, "purchase": 3.0}, 1.0))  # fmt: skip
+    r = torch.from_numpy(
+        rewards(
+            np.array(["click", "purchase", "purchase"]),
+            np.array([0.0, 5.0, 50.0]),
+            {"click": 1.0, "cart": 2.0, "purchase": 3.0},
+            1.0,
+        )
+    )
     w = sample_weights(r, torch.tensor([0.0, 5.0, 50.0]), lam=0.5, clip=2.0)
     assert w[0] < w[1] < w[2]
 

@@ -42,8 +42,10 @@ def test_schedule_is_on_only_in_the_deployment_profile(workdir):
     deployed = build_definitions(
         load_params(overrides={"world.size": "tiny", "lifecycle.profile": "deployment"})
     )
-    for defs, status in ((local, dg.DefaultScheduleStatus.STOPPED),
-                         (deployed, dg.DefaultScheduleStatus.RUNNING)):  # fmt: skip
+    for defs, status in (
+        (local, dg.DefaultScheduleStatus.STOPPED),
+        (deployed, dg.DefaultScheduleStatus.RUNNING),
+    ):
         schedule = defs.get_schedule_def("daily_retrain")
         assert schedule.default_status == status
         assert schedule.cron_schedule == "0 2 * * *"

@@ -46,9 +46,11 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 
 # the retriever tests' tiny settings, trained for 2 steps (the Bento only needs a bundle)
 TINY = {**RETRIEVER_TINY, "retriever.train.max_steps": 2, "retriever.eval.max_samples": 20}
-NO_NETWORK = {**{v: "http://127.0.0.1:9" for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                                                   "https_proxy")},
-              "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # fmt: skip
+NO_NETWORK = {
+    **{v: "http://127.0.0.1:9" for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,21 +73,35 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_world) -> tuple[Workdi
         for d in tiny_world.days:
             wh.write_events(tiny_world.events(d), [d])
         vectors = np.random.default_rng(0).normal(size=(len(items), 8)).astype(np.float32)
-        table = build_sids(vectors, None, K=8, L=2, capacity=True, seed=0,
-                           item_ids=items["item_id"].to_numpy(), version="sid-test")  # fmt: skip
+        table = build_sids(
+            vectors,
+            None,
+            K=8,
+            L=2,
+            capacity=True,
+            seed=0,
+            item_ids=items["item_id"].to_numpy(),
+            version="sid-test",
+        )
         events, catalogue, users = warehouse_inputs(wh, day)
         run = wd.retriever_dir(day)
-        train_run(params, events, catalogue, users, table.frame, day, run, progress=False,
-                  codebook_size=8)  # fmt: skip
+        train_run(
+            params, events, catalogue, users, table.frame, day, run, progress=False, codebook_size=8
+        )
         tables = {
             "catalogue": catalogue,
             "users": users,
             "histories": histories(events, params.retriever.model.history_len),
             "popularity": popularity(events, day),
         }
-        manifest = {"day": day.isoformat(), "sid_version": "sid-test", "sid_dvc_hash": "n/a",
-                    "window": f"{tiny_world.days[0]}..{day - dt.timedelta(days=1)}",
-                    "parts": ["retriever"], "metrics": {}}  # fmt: skip
+        manifest = {
+            "day": day.isoformat(),
+            "sid_version": "sid-test",
+            "sid_dvc_hash": "n/a",
+            "window": f"{tiny_world.days[0]}..{day - dt.timedelta(days=1)}",
+            "parts": ["retriever"],
+            "metrics": {},
+        }
         tag = save_bundle(wd.root, day, {"retriever": run}, tables, manifest)
         yield wd, tag
 
@@ -117,8 +133,13 @@ def test_bento_holds_the_service_the_bundle_and_unlocked_packages(offline):
     assert manifest["labels"]["project"] == "sidflow"
     assert {r["route"] for r in manifest["schema"]["routes"]} == {"/recommend", "/metadata"}
     src = Path(built["path"]) / "src"
-    for f in ("serving/service.py", "serving/recommender.py", "models/retriever/beam.py",
-              "params.yaml", "bentofile.yaml"):  # fmt: skip
+    for f in (
+        "serving/service.py",
+        "serving/recommender.py",
+        "models/retriever/beam.py",
+        "params.yaml",
+        "bentofile.yaml",
+    ):
         assert (src / f).is_file(), f
     assert not list(src.rglob("*.parquet")) and not (src / "tests").exists()
     # lock_packages: false -> the requirements are the bentofile's lines, nothing resolved
@@ -140,8 +161,10 @@ def test_cli_builds_the_given_bundle_and_exports_it_with_the_model(offline, tmp_
     version = tag.split(":", 1)[1]
     # a newer bundle in the store (`:latest` now), so the build must pin the one asked for
     folder = bundle_path(wd.root, tag)
-    tables = {t: pd.read_parquet(folder / f"{t}.parquet")
-              for t in ("catalogue", "users", "histories", "popularity")}  # fmt: skip
+    tables = {
+        t: pd.read_parquet(folder / f"{t}.parquet")
+        for t in ("catalogue", "users", "histories", "popularity")
+    }
     manifest = {**read_manifest(wd.root, tag), "note": "a newer bundle"}
     day = dt.date.fromisoformat(manifest["day"])
     newer = save_bundle(wd.root, day, {"retriever": folder / "retriever"}, tables, manifest)
@@ -153,8 +176,14 @@ def test_cli_builds_the_given_bundle_and_exports_it_with_the_model(offline, tmp_
     model_dir = f"models/{MODEL_NAME}/{version}"
     with tarfile.open(archive) as tar:
         members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-        for f in ("manifest.json", "retriever/model.safetensors", "retriever/item_paths.parquet",
-                  "catalogue.parquet", "histories.parquet", "popularity.parquet"):  # fmt: skip
+        for f in (
+            "manifest.json",
+            "retriever/model.safetensors",
+            "retriever/item_paths.parquet",
+            "catalogue.parquet",
+            "histories.parquet",
+            "popularity.parquet",
+        ):
             assert f"{model_dir}/{f}" in members, f
         for p in folder.rglob("*"):  # every file of the bundle, byte for byte
             if p.is_file() and p.name != "model.yaml":  # model.yaml: BentoML's own record
@@ -167,9 +196,14 @@ def test_plain_bentoml_build_picks_the_latest_bundle(offline):
     """`BENTOML_HOME=<workdir>/bentoml bentoml build` from the checkout, as the README says."""
     wd, _ = offline
     env = {**os.environ, "BENTOML_HOME": str(wd.root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    done = subprocess.run([sys.executable, "-m", "bentoml", "build", "-o", "tag"], env=env,
-                          cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-o", "tag"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     bento_tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     latest = str(model_store(wd.root).get(f"{MODEL_NAME}:latest").tag)
@@ -185,17 +219,33 @@ def test_the_built_bento_serves_from_its_own_source(offline, tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "BENTOML_HOME": str(wd.root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
-           "SIDFLOW_WORKDIR": str(wd.root)}  # fmt: skip
-    cmd = [sys.executable, "-m", "bentoml", "serve", built["tag"], "--host", "127.0.0.1",
-           "--port", str(port)]  # fmt: skip
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(wd.root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "SIDFLOW_WORKDIR": str(wd.root),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        built["tag"],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "serve.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_ready(url, proc, timeout=120)
-            r = httpx.post(f"{url}/recommend", json={"user_id": "u0000001", "scene": "feed",
-                                                     "k": 5}, timeout=30)  # fmt: skip
+            r = httpx.post(
+                f"{url}/recommend",
+                json={"user_id": "u0000001", "scene": "feed", "k": 5},
+                timeout=30,
+            )
             pid = httpx.post(f"{url}/metadata", json={}, timeout=10).json()["pid"]
             worker_cwd = Path(f"/proc/{pid}/cwd")
             if worker_cwd.exists():  # Linux: the worker runs in the Bento's src folder

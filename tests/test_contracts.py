@@ -40,16 +40,37 @@ def _sha(path: Path) -> str:
 
 # Row-level defects: (name, how to break row 7 (an exposure-free event is avoided), rule fragment)
 ROW_DEFECTS = [
-    ("null user", lambda df: df.assign(user_id=df.user_id.where(df.index != 7, None)), "user_id is null"),
-    ("negative price", lambda df: df.assign(price=df.price.where(df.index != 7, -3.0)), "price is negative"),
-    ("unknown item", lambda df: df.assign(item_id=df.item_id.where(df.index != 7, "i-nope")),
-     "item_id not in the catalogue"),
-    ("duplicate event_id", lambda df: df.assign(event_id=df.event_id.where(df.index != 7, df.event_id[6])),
-     "duplicate event_id (first occurrence kept)"),
-    ("future timestamp", lambda df: df.assign(ts=df.ts.where(df.index != 7, df.ts[7] + pd.Timedelta(days=3))),
-     "ts outside the partition day"),
-    ("unknown scene", lambda df: df.assign(scene=df.scene.where(df.index != 7, "telepathy")), "unknown scene"),
-]  # fmt: skip
+    (
+        "null user",
+        lambda df: df.assign(user_id=df.user_id.where(df.index != 7, None)),
+        "user_id is null",
+    ),
+    (
+        "negative price",
+        lambda df: df.assign(price=df.price.where(df.index != 7, -3.0)),
+        "price is negative",
+    ),
+    (
+        "unknown item",
+        lambda df: df.assign(item_id=df.item_id.where(df.index != 7, "i-nope")),
+        "item_id not in the catalogue",
+    ),
+    (
+        "duplicate event_id",
+        lambda df: df.assign(event_id=df.event_id.where(df.index != 7, df.event_id[6])),
+        "duplicate event_id (first occurrence kept)",
+    ),
+    (
+        "future timestamp",
+        lambda df: df.assign(ts=df.ts.where(df.index != 7, df.ts[7] + pd.Timedelta(days=3))),
+        "ts outside the partition day",
+    ),
+    (
+        "unknown scene",
+        lambda df: df.assign(scene=df.scene.where(df.index != 7, "telepathy")),
+        "unknown scene",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "breaker", "rule"), ROW_DEFECTS, ids=[d[0] for d in ROW_DEFECTS])
@@ -89,14 +110,21 @@ def _write(path: Path, content: bytes) -> Path:
 
 
 BATCH_DEFECTS = {
-    "missing column": (lambda df, p: write_parquet_atomic(df.drop(columns="price"), p),
-                       "column 'price': missing required column"),
-    "wrong type": (lambda df, p: write_parquet_atomic(df.assign(price="cheap"), p),
-                   "column 'price': has type"),
+    "missing column": (
+        lambda df, p: write_parquet_atomic(df.drop(columns="price"), p),
+        "column 'price': missing required column",
+    ),
+    "wrong type": (
+        lambda df, p: write_parquet_atomic(df.assign(price="cheap"), p),
+        "column 'price': has type",
+    ),
     "empty file": (lambda df, p: _write(p, b""), "file is empty"),
-    "truncated parquet": (lambda df, p: _write(p, _parquet_bytes(df)[:500]), "unreadable or truncated"),
+    "truncated parquet": (
+        lambda df, p: _write(p, _parquet_bytes(df)[:500]),
+        "unreadable or truncated",
+    ),
     "header only csv": (lambda df, p: _write(p.with_suffix(".csv"), b"event_id,ts\n"), "no rows"),
-}  # fmt: skip
+}
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -118,8 +146,10 @@ def test_bad_batch_is_rejected_whole_naming_file_and_column(workdir, tiny_world,
     assert len(report.rejected_batches) == 1
     rejected = report.rejected_batches[0]
     assert rejected["file"] == str(bad_file)
-    assert message in f"{rejected['file']}, column '{rejected['column']}': {rejected['reason']}" \
-        or message in rejected["reason"]  # fmt: skip
+    assert (
+        message in f"{rejected['file']}, column '{rejected['column']}': {rejected['reason']}"
+        or message in rejected["reason"]
+    )
     assert len(report.valid) == len(good), "the good batch beside it must pass whole"
     assert bad_file.exists(), "the rejected raw file is kept"
     assert Quarantine(workdir.root / "quarantine").read_batches("events", day)[0]["file"] == str(
@@ -165,9 +195,13 @@ def test_gate_and_data_docs(workdir, tiny_world, day_events):
     assert not report.passes_gate(0.05)
 
 
-GX_CONFIG_FILES = ["great_expectations.yml", "uncommitted/config_variables.yml",
-                   "expectations/events.json", "checkpoints/events_checkpoint.json",
-                   "validation_definitions/events_contract.json"]  # fmt: skip
+GX_CONFIG_FILES = [
+    "great_expectations.yml",
+    "uncommitted/config_variables.yml",
+    "expectations/events.json",
+    "checkpoints/events_checkpoint.json",
+    "validation_definitions/events_contract.json",
+]
 
 
 @pytest.mark.parametrize("cut", ["empty", "half"])
@@ -189,7 +223,10 @@ def test_gx_files_cut_by_a_killed_run_are_set_aside_and_written_again(
     again = _validate(workdir, tiny_world, day, [f])
     assert again.success and len(again.valid) == len(first.valid) == len(good)
     assert not cut_config_files(gx_dir)
-    kept = {p.relative_to(folder).as_posix(): p.read_bytes()
-            for folder in (gx_dir / INTERRUPTED).iterdir()
-            for p in folder.rglob("*") if p.is_file()}  # fmt: skip
+    kept = {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for folder in (gx_dir / INTERRUPTED).iterdir()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
     assert kept == left, "every cut file is kept as it was left"

@@ -20,8 +20,12 @@ def test_definitions_validate(workdir):
     dagster = str(Path(sys.executable).with_name("dagster"))
     proc = subprocess.run(
         [dagster, "definitions", "validate", "-m", "orchestration.definitions"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -59,31 +59,38 @@ def event_logs(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """A random log over ~45 days (so 30-day windows expire) and a few typed items."""
     n_items = draw(st.integers(2, 6))
     pick = st.sampled_from
-    items = pd.DataFrame({
-        "item_id": [f"i{k}" for k in range(n_items)],
-        "title": None,
-        "cat_l1": "c1",
-        "cat_l2": [draw(pick(["a", "b"])) for _ in range(n_items)],
-        "cat_l3": [draw(pick(["a1", "a2", "b1", None])) for _ in range(n_items)],
-        "brand": [draw(pick(["x", "y", None])) for _ in range(n_items)],
-        "seller": [draw(pick(["s", None])) for _ in range(n_items)],
-        "price": 10.0,
-        "first_seen": START,
-    })  # fmt: skip
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{k}" for k in range(n_items)],
+            "title": None,
+            "cat_l1": "c1",
+            "cat_l2": [draw(pick(["a", "b"])) for _ in range(n_items)],
+            "cat_l3": [draw(pick(["a1", "a2", "b1", None])) for _ in range(n_items)],
+            "brand": [draw(pick(["x", "y", None])) for _ in range(n_items)],
+            "seller": [draw(pick(["s", None])) for _ in range(n_items)],
+            "price": 10.0,
+            "first_seen": START,
+        }
+    )
     types = draw(st.lists(pick(TYPES), min_size=1, max_size=4, unique=True))
     n = draw(st.integers(1, 40))
     rows = []
     for k in range(n):
         day = draw(st.integers(0, 44))
-        rows.append({
-            "event_id": f"e{k}",
-            "ts": pd.Timestamp(START + dt.timedelta(days=day), tz="UTC")
-            + pd.Timedelta(seconds=draw(st.integers(0, 86399))),
-            "user_id": draw(pick(["u1", "u2", "u3"])),
-            "item_id": f"i{draw(st.integers(0, n_items - 1))}",
-            "request_id": None, "scene": "feed", "event_type": draw(pick(types)),
-            "position": None, "price": draw(pick([None, 5.0, 12.5])),
-        })  # fmt: skip
+        rows.append(
+            {
+                "event_id": f"e{k}",
+                "ts": pd.Timestamp(START + dt.timedelta(days=day), tz="UTC")
+                + pd.Timedelta(seconds=draw(st.integers(0, 86399))),
+                "user_id": draw(pick(["u1", "u2", "u3"])),
+                "item_id": f"i{draw(st.integers(0, n_items - 1))}",
+                "request_id": None,
+                "scene": "feed",
+                "event_type": draw(pick(types)),
+                "position": None,
+                "price": draw(pick([None, 5.0, 12.5])),
+            }
+        )
     return pd.DataFrame(rows), items, types
 
 
@@ -125,14 +132,35 @@ def test_u2i_counts_are_packed_only_when_every_window_sum_fits():
 
 def test_rows_are_a_changelog_of_the_windows(tmp_path):
     """One click on day 0: rows on days 0, 1, 7, 30 (the windows empty), none in between."""
-    items = pd.DataFrame({"item_id": ["i"], "title": None, "cat_l1": "c", "cat_l2": "a",
-                          "cat_l3": "a1", "brand": "x", "seller": "s", "price": 3.0,
-                          "first_seen": START})  # fmt: skip
-    ev = pd.DataFrame({"event_id": ["e0", "e1"], "user_id": "u", "item_id": "i",
-                       "ts": [pd.Timestamp("2026-01-01 10:00", tz="UTC"),
-                              pd.Timestamp("2026-02-15 10:00", tz="UTC")],
-                       "request_id": None, "scene": "feed", "event_type": "click",
-                       "position": None, "price": 3.0})  # fmt: skip
+    items = pd.DataFrame(
+        {
+            "item_id": ["i"],
+            "title": None,
+            "cat_l1": "c",
+            "cat_l2": "a",
+            "cat_l3": "a1",
+            "brand": "x",
+            "seller": "s",
+            "price": 3.0,
+            "first_seen": START,
+        }
+    )
+    ev = pd.DataFrame(
+        {
+            "event_id": ["e0", "e1"],
+            "user_id": "u",
+            "item_id": "i",
+            "ts": [
+                pd.Timestamp("2026-01-01 10:00", tz="UTC"),
+                pd.Timestamp("2026-02-15 10:00", tz="UTC"),
+            ],
+            "request_id": None,
+            "scene": "feed",
+            "event_type": "click",
+            "position": None,
+            "price": 3.0,
+        }
+    )
     wh = _warehouse(tmp_path / "wh.duckdb", ev, items)
     compute_feature_tables(wh, tmp_path / "f", FeaturesParams(), START, dt.date(2026, 2, 14))
     table = read_feature_table(tmp_path / "f", "user_cat_l2")
@@ -146,8 +174,11 @@ def test_rows_are_a_changelog_of_the_windows(tmp_path):
 
 
 def test_writing_a_day_again_is_idempotent(tmp_path, tiny_world):
-    wh = _warehouse(tmp_path / "wh.duckdb", pd.concat([tiny_world.events(d)
-                    for d in tiny_world.days[:2]]), tiny_world.items())  # fmt: skip
+    wh = _warehouse(
+        tmp_path / "wh.duckdb",
+        pd.concat([tiny_world.events(d) for d in tiny_world.days[:2]]),
+        tiny_world.items(),
+    )
     fp = FeaturesParams()
     day = tiny_world.days[1]
     first = compute_feature_tables(wh, tmp_path / "f", fp, day)
@@ -176,13 +207,28 @@ def test_source_without_exposures_reports_empty_features(tmp_path, tiny_world):
     items = tiny_world.items().assign(seller=None)  # Amazon has no sellers
     wh = _warehouse(tmp_path / "wh.duckdb", events, items)
     report = compute_feature_tables(wh, tmp_path / "f", FeaturesParams(), days[0], days[-1])
-    assert report.event_types == {"exposure": False, "click": False, "cart": False,
-                                  "purchase": True}  # fmt: skip
+    assert report.event_types == {
+        "exposure": False,
+        "click": False,
+        "cart": False,
+        "purchase": True,
+    }
     empty = set(report.empty_features)
-    assert {"item_exposures_7d", "item_clicks_7d", "item_ctr_7d", "item_cvr_7d",
-            "u_brand_exposures_30d", "u_cat_l3_ctr_1d", "user_carts_30d"} <= empty  # fmt: skip
-    assert not empty & {"item_purchases_7d", "item_gmv_30d", "u_brand_purchases_30d",
-                        "user_avg_purchase_price_30d"}  # fmt: skip
+    assert {
+        "item_exposures_7d",
+        "item_clicks_7d",
+        "item_ctr_7d",
+        "item_cvr_7d",
+        "u_brand_exposures_30d",
+        "u_cat_l3_ctr_1d",
+        "user_carts_30d",
+    } <= empty
+    assert not empty & {
+        "item_purchases_7d",
+        "item_gmv_30d",
+        "u_brand_purchases_30d",
+        "user_avg_purchase_price_30d",
+    }
     for view, shares in report.null_share.items():
         for feature, share in shares.items():
             if feature in empty:
@@ -199,8 +245,9 @@ def test_real_amazon_reviews_report_empty_features(tmp_path, amazon_path):
     ev = ds.events[ds.events["ts"] >= pd.Timestamp("2014-06-01", tz="UTC")]
     wh = _warehouse(tmp_path / "wh.duckdb", ev, ds.items)
     last = pd.to_datetime(ev["ts"]).dt.date.max()
-    report = compute_feature_tables(wh, tmp_path / "f", FeaturesParams(),
-                                    last - dt.timedelta(days=2), last)  # fmt: skip
+    report = compute_feature_tables(
+        wh, tmp_path / "f", FeaturesParams(), last - dt.timedelta(days=2), last
+    )
     assert not report.event_types["exposure"] and report.event_types["purchase"]
     assert (
         "item_ctr_30d" in report.empty_features and "u_cat_l2_exposures_7d" in report.empty_features

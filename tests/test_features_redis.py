@@ -35,8 +35,11 @@ def _install_redis() -> str | None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "redis-server"],
-                ["apt-get", "update"], ["apt-get", "install", "-y", "redis-server"]):  # fmt: skip
+    for cmd in (
+        ["apt-get", "install", "-y", "redis-server"],
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "redis-server"],
+    ):
         subprocess.run(cmd, env=env, capture_output=True, timeout=600, check=False)
         if shutil.which("redis-server"):
             break
@@ -52,10 +55,22 @@ def redis_address(tmp_path_factory) -> Iterator[str]:
     port = _free_port()
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-         "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 15
     while True:
         try:

@@ -75,9 +75,10 @@ def test_point_in_time_no_leakage(tmp_path, tiny_world):
     # and recomputed: the features used for the d1 requests do not move.
     burst = wh.query("SELECT * EXCLUDE (day) FROM events WHERE day = ?", [d1])
     extra = burst.head(300).assign(
-        event_id=lambda f: "burst-" + f["event_id"], event_type="purchase",
+        event_id=lambda f: "burst-" + f["event_id"],
+        event_type="purchase",
         ts=lambda f: f["ts"] - pd.Timedelta(seconds=1),
-    )  # fmt: skip
+    )
     extra = extra[pd.to_datetime(extra["ts"], utc=True).dt.date == d1]
     wh.write_events(pd.concat([burst, extra]), [d1])
     compute_feature_tables(wh, fdir, params.features, d1)
@@ -116,8 +117,13 @@ def test_serving_path_equals_feast_sdk(served, tiny_world):
     sdk = online.store.get_online_features(
         features=online.store.get_feature_service("ranker"), entity_rows=rows
     ).to_df()
-    for col in [c for c in sdk.columns if c.startswith(("item_", "user_", "u_")) and c not in
-                ("user_id", "item_id") and not c.endswith("_ts")]:  # fmt: skip
+    for col in [
+        c
+        for c in sdk.columns
+        if c.startswith(("item_", "user_", "u_"))
+        and c not in ("user_id", "item_id")
+        and not c.endswith("_ts")
+    ]:
         a, b = fast[col].astype(float), sdk[col].astype(float)
         assert np.allclose(a, b, equal_nan=True), col
 
@@ -195,7 +201,7 @@ def test_key_index_reads_equal_probing_every_key(served, tiny_world):
         min_size=1,
         max_size=3,
         unique=True,
-    ),  # fmt: skip
+    ),
     values=st.lists(st.lists(st.text(max_size=12), min_size=3, max_size=3), max_size=4),
 )
 def test_string_entity_keys_match_feasts_serialization(names, values):
@@ -298,6 +304,5 @@ def test_feast_and_sidflow_cli(tmp_path, tiny_world):
     run(*feast, "materialize", f"{d0}T00:00:00", f"{d1}T00:00:00")
     run(*feast, "materialize-incremental", f"{end_of_day(d2):%Y-%m-%dT%H:%M:%S}")
     # The online store now holds the last day's rows, as the Python API sees them.
-    result = compare_online_offline(params, sample_requests(params, d2, n_users=3),
-                                    end_of_day(d2))  # fmt: skip
+    result = compare_online_offline(params, sample_requests(params, d2, n_users=3), end_of_day(d2))
     assert result["rows"] > 0 and result["mismatches"] == []

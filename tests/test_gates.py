@@ -43,10 +43,18 @@ def test_missing_numbers_never_pass():
 def test_record_merges_stages_and_rerun_overwrites(tmp_path):
     day = dt.date(2026, 1, 2)
     g.record(tmp_path, day, "sid", g.sid_gates(SID_METRICS, SidGateParams()))
-    g.record(tmp_path, day, "ranker", g.ranker_gates({"rank_auc": 0.5, "auc_gap": 0.0},
-                                                     RankerGateParams()))  # fmt: skip
-    g.record(tmp_path, day, "ranker", g.ranker_gates({"rank_auc": 0.7, "auc_gap": 0.01},
-                                                     RankerGateParams()))  # fmt: skip
+    g.record(
+        tmp_path,
+        day,
+        "ranker",
+        g.ranker_gates({"rank_auc": 0.5, "auc_gap": 0.0}, RankerGateParams()),
+    )
+    g.record(
+        tmp_path,
+        day,
+        "ranker",
+        g.ranker_gates({"rank_auc": 0.7, "auc_gap": 0.01}, RankerGateParams()),
+    )
     results = g.read_day(tmp_path, day)
     assert set(results) == {"sid", "ranker"}
     assert g.failures(results) == [

@@ -30,8 +30,16 @@ def sample_frame(items: pd.DataFrame, n_requests: int = 60, seed: int = 0) -> pd
         user = f"u{rng.integers(0, 10)}"
         history = list(rng.choice(items["item_id"], rng.integers(0, 5)))  # as of the request
         for pos, item in enumerate(rng.choice(items["item_id"], 6, replace=False)):
-            rows.append({"request_id": f"r{r}", "user_id": user, "item_id": item,
-                         "scene": SCENES[r % 2], "position": pos, "history": history})  # fmt: skip
+            rows.append(
+                {
+                    "request_id": f"r{r}",
+                    "user_id": user,
+                    "item_id": item,
+                    "scene": SCENES[r % 2],
+                    "position": pos,
+                    "history": history,
+                }
+            )
     frame = pd.DataFrame(rows)
     request = pd.factorize(frame["request_id"])[0]
     cols = {c: rng.gamma(1.0, 2.0, n_requests)[request] for c in groups.user}  # per request
@@ -55,8 +63,15 @@ def setup(rp: RankerParams, seed: int = 0):  # noqa: ANN201
     return model, enc, frame
 
 
-SMALL = {"d_emb": 8, "d_field": 4, "expert_hidden": 16, "u2t_hidden": 8, "history_len": 5,
-         "batch_size": 60, "lr": 0.01}  # fmt: skip
+SMALL = {
+    "d_emb": 8,
+    "d_field": 4,
+    "expert_hidden": 16,
+    "u2t_hidden": 8,
+    "history_len": 5,
+    "batch_size": 60,
+    "lr": 0.01,
+}
 
 
 def test_loss_parts_finite_and_decreasing():
@@ -142,22 +157,35 @@ def test_metrics_gap_and_gauc():
         np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7]),
         np.array([0.5, 0.4, 0.2, 0.8, 0.9, 0.7]),
     )
-    m = ranker_metrics(y, {"rank": perfect, "recall_l1": worse, "recall_l2": worse},
-                       np.array(["a", "a", "b", "b", "c", "c"]))  # fmt: skip
+    m = ranker_metrics(
+        y,
+        {"rank": perfect, "recall_l1": worse, "recall_l2": worse},
+        np.array(["a", "a", "b", "b", "c", "c"]),
+    )
     assert m["rank_auc"] == 1.0 and m["auc_gap"] == pytest.approx(1.0 - m["recall_auc"])
     assert grouped_auc(y, worse, np.array(["a", "a", "b", "b", "c", "c"])) == pytest.approx(1 / 3)
 
 
 def test_dense_encoding_scales_each_column_and_zeroes_the_missing():
     """Counts log1p-scaled, rates as is, standardised; absent column, NaN and inf -> 0."""
-    enc = RankerEncoding(vocab={}, scenes=[], user_cols=[], cross_cols=[],
-                         mean={"u_clicks_7d": 1.0, "u_ctr_7d": 0.1, "u_gone": 0.0},
-                         std={"u_clicks_7d": 2.0, "u_ctr_7d": 0.05, "u_gone": 1.0})  # fmt: skip
+    enc = RankerEncoding(
+        vocab={},
+        scenes=[],
+        user_cols=[],
+        cross_cols=[],
+        mean={"u_clicks_7d": 1.0, "u_ctr_7d": 0.1, "u_gone": 0.0},
+        std={"u_clicks_7d": 2.0, "u_ctr_7d": 0.05, "u_gone": 1.0},
+    )
     frame = pd.DataFrame({"u_ctr_7d": [0.2, np.nan, np.inf], "u_clicks_7d": [3.0, -1.0, None]})
     out = enc.dense(frame, ["u_clicks_7d", "u_ctr_7d", "u_gone"])
-    want = np.array([[(np.log1p(3.0) - 1.0) / 2.0, (0.2 - 0.1) / 0.05, 0.0],
-                     [(0.0 - 1.0) / 2.0, 0.0, 0.0],
-                     [0.0, 0.0, 0.0]], np.float32)  # fmt: skip
+    want = np.array(
+        [
+            [(np.log1p(3.0) - 1.0) / 2.0, (0.2 - 0.1) / 0.05, 0.0],
+            [(0.0 - 1.0) / 2.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0],
+        ],
+        np.float32,
+    )
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, want, rtol=1e-6)
 

@@ -17,13 +17,15 @@ def _ensure_chromium() -> None:
     if shutil.which("chromium"):
         return
     try:
-        done = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=600
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         pytest.skip(f"chromium is not installed and apt-get could not run: {err}")
     if done.returncode != 0 or not shutil.which("chromium"):
-        pytest.skip(f"chromium is not installed and `apt-get install chromium` failed: "
-                    f"{done.stderr[-300:]}")  # fmt: skip
+        pytest.skip(
+            f"chromium is not installed and `apt-get install chromium` failed: {done.stderr[-300:]}"
+        )
 
 
 def _port_open(url: str) -> bool:

@@ -21,9 +21,14 @@ def _run(params_file: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "SIDFLOW_PARAMS": str(params_file)}
     env.pop("SIDFLOW_WORKDIR", None)
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "sidflow.cli", "run"], cwd=PROJECT_ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "sidflow.cli", "run"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def test_kill_mid_run_then_rerun(tmp_path):
@@ -52,10 +57,16 @@ def test_kill_mid_run_then_rerun(tmp_path):
         p for p in wd.root.rglob(".*.tmp") if p.is_file()
     ]
     assert not [p for p in leftovers if "dagster_home" not in p.parts], leftovers
-    for path in [*wd.root.glob("features/*/*.parquet"), *wd.root.glob("validated/*/*.parquet"),
-                 *wd.root.glob("sid/day=*/artefacts/*.parquet")]:  # fmt: skip
+    for path in [
+        *wd.root.glob("features/*/*.parquet"),
+        *wd.root.glob("validated/*/*.parquet"),
+        *wd.root.glob("sid/day=*/artefacts/*.parquet"),
+    ]:
         frame = pd.read_parquet(path)  # every file a reader sees is whole
-        keys = [c for c in ("user_id", "item_id", "cat_l2", "cat_l3", "brand", "seller")
-                if c in frame.columns]  # fmt: skip
+        keys = [
+            c
+            for c in ("user_id", "item_id", "cat_l2", "cat_l3", "brand", "seller")
+            if c in frame.columns
+        ]
         if "features" in path.parts and keys:
             assert not frame.duplicated(keys).any(), path

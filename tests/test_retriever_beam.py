@@ -28,8 +28,10 @@ def test_beam_emits_only_distinct_catalogue_items():
     b = batch(p, 3)
     items, scores = beam_search(p.model, b, p.trie, beam_size=5)
     b1 = {**b, "target": torch.from_numpy(p.paths.codes[items[:, 0].numpy()])}
-    logp = sum(lg.log_softmax(-1).gather(1, b1["target"][:, t : t + 1]).squeeze(1)
-               for t, lg in enumerate(p.model.step_logits(b1)))  # fmt: skip
+    logp = sum(
+        lg.log_softmax(-1).gather(1, b1["target"][:, t : t + 1]).squeeze(1)
+        for t, lg in enumerate(p.model.step_logits(b1))
+    )
     assert torch.allclose(logp, scores[:, 0], atol=1e-4)
 
 
@@ -63,12 +65,22 @@ def test_candidates_batch_like_one_call_and_feed_evaluate():
     trie_softmax=st.booleans(),
     item_head=st.booleans(),
 )
-def test_fast_beam_equals_reference(seed, beam, self_attention, chain, content_summary, nodes,
-                                    trie_softmax, item_head):  # fmt: skip
+def test_fast_beam_equals_reference(
+    seed, beam, self_attention, chain, content_summary, nodes, trie_softmax, item_head
+):
     node_dim, node_tie = nodes
-    p = parts(n_items=40, seed=seed % 7, self_attention=self_attention, chain=chain,
-              content_summary=content_summary, node_dim=node_dim, node_tie=node_tie,
-              trie_softmax=trie_softmax, item_head=item_head, item_head_weight=0.7)  # fmt: skip
+    p = parts(
+        n_items=40,
+        seed=seed % 7,
+        self_attention=self_attention,
+        chain=chain,
+        content_summary=content_summary,
+        node_dim=node_dim,
+        node_tie=node_tie,
+        trie_softmax=trie_softmax,
+        item_head=item_head,
+        item_head_weight=0.7,
+    )
     if item_head:  # random output vectors: the re-ranking moves items
         torch.manual_seed(seed)
         torch.nn.init.normal_(p.model.item_head.emb.weight)

@@ -31,12 +31,16 @@ def _events() -> pd.DataFrame:
         ("u0", "i004", 60 * 24, "purchase", "feed"),  # next day
         ("u1", "i005", 10, "click", "search"),
     ]
-    return pd.DataFrame({
-        "event_id": [f"e{i}" for i in range(len(rows))],
-        "user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
-        "ts": [t + pd.Timedelta(minutes=r[2]) for r in rows],
-        "event_type": [r[3] for r in rows], "scene": [r[4] for r in rows],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(len(rows))],
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "ts": [t + pd.Timedelta(minutes=r[2]) for r in rows],
+            "event_type": [r[3] for r in rows],
+            "scene": [r[4] for r in rows],
+        }
+    )
 
 
 def _space() -> FeatureSpace:
@@ -72,8 +76,13 @@ def test_encode_batch_tasks_targets_weights_profiles():
     s = attach_profiles(build_samples(_events(), space, 3), users(), ["user_id", "age_bucket"])
     b = encode_batch(s, space, paths, ["user_id", "age_bucket"], {"cart": 2.0, "purchase": 3.0})
     tasks = task_names(["feed", "search"])
-    assert [tasks[i] for i in b["task"]] == ["click/feed", "click/feed", "cart/search",
-                                             "purchase/feed", "click/search"]  # fmt: skip
+    assert [tasks[i] for i in b["task"]] == [
+        "click/feed",
+        "click/feed",
+        "cart/search",
+        "purchase/feed",
+        "click/search",
+    ]
     assert b["weight"].tolist() == [1.0, 1.0, 2.0, 3.0, 1.0]
     r = paths.rows(["i003"])[0]
     assert b["target"][2].tolist() == paths.codes[r].tolist() and int(b["item_row"][2]) == r
@@ -86,8 +95,14 @@ def test_encode_batch_tasks_targets_weights_profiles():
 
 
 def test_samples_from_amazon_style_histories():
-    frame = pd.DataFrame({"user_id": ["u0"], "item_id": ["i009"], "ts": [pd.Timestamp(0, tz="UTC")],
-                          "history": [["i001", "unknown", "i002"]]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u0"],
+            "item_id": ["i009"],
+            "ts": [pd.Timestamp(0, tz="UTC")],
+            "history": [["i001", "unknown", "i002"]],
+        }
+    )
     space = _space()
     s = samples_from_histories(frame, space, 4)
     assert s.hist[0].tolist() == [0, space.item_row["i001"], 0, space.item_row["i002"]]

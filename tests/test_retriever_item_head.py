@@ -36,8 +36,9 @@ def test_loss_adds_the_weighted_item_cross_entropy():
     b = {**batch(p, 4), "weight": torch.tensor([1.0, 2.0, 3.0, 1.0])}
     p.model.eval()
     logits = p.model.step_logits(b)
-    ntp = sum(F.cross_entropy(lg, b["target"][:, t], reduction="none")
-              for t, lg in enumerate(logits))  # fmt: skip
+    ntp = sum(
+        F.cross_entropy(lg, b["target"][:, t], reduction="none") for t, lg in enumerate(logits)
+    )
     item = -p.model.item_logprobs(p.model.encode(b)).gather(1, b["item_row"][:, None])[:, 0]
     w = b["weight"]
     assert torch.allclose(p.model.loss(b), (w * (ntp + item)).sum() / w.sum(), atol=1e-5)
@@ -52,8 +53,10 @@ def test_beam_is_reranked_by_path_plus_weighted_item_logprob():
     item_lp = p.model.item_logprobs(p.model.encode(b))
     for r in range(2):  # same candidates (the whole catalogue), re-scored and re-sorted
         assert set(items[r].tolist()) == set(items0[r].tolist())
-        want = {int(i): float(s) + 0.7 * float(item_lp[r, i])
-                for i, s in zip(items0[r], path_lp[r], strict=True)}  # fmt: skip
+        want = {
+            int(i): float(s) + 0.7 * float(item_lp[r, i])
+            for i, s in zip(items0[r], path_lp[r], strict=True)
+        }
         assert torch.allclose(scores[r], torch.tensor([want[int(i)] for i in items[r]]), atol=1e-4)
         assert torch.all(scores[r, :-1] >= scores[r, 1:])
     assert not torch.equal(items, items0)  # the head moved the order
@@ -82,7 +85,8 @@ def test_warm_start_keys_item_head_rows_by_item_id():
     assert "item_head.emb.weight" in report["remapped"]
     for item in ("i000", "i059"):
         r_old, r_new = old.paths.rows([item])[0], new.paths.rows([item])[0]
-        assert torch.equal(new.model.item_head.emb.weight[r_new],
-                           old.model.item_head.emb.weight[r_old])  # fmt: skip
+        assert torch.equal(
+            new.model.item_head.emb.weight[r_new], old.model.item_head.emb.weight[r_old]
+        )
     fresh = new.paths.rows(["i000a"])[0]
     assert torch.equal(new.model.item_head.emb.weight[fresh], init[fresh])

@@ -75,8 +75,9 @@ def test_content_summary_table_size_and_hashes():
     cs = ContentSummary([3, 5, 7], pairs=[(0, 1), (1, 2)], n_hashes=3, d_hash=2)
     assert cs.size == int((5 * 7) ** (2 / 3))
     x, y = torch.tensor([2]), torch.tensor([4])
-    assert cs.hashes(x, y).tolist() == [[6 % cs.size, 8 % cs.size,
-                                         (1_000_003 * 2 + 998_244_353 * 4) % cs.size]]  # fmt: skip
+    assert cs.hashes(x, y).tolist() == [
+        [6 % cs.size, 8 % cs.size, (1_000_003 * 2 + 998_244_353 * 4) % cs.size]
+    ]
     path = torch.tensor([[1, 2, 3]])
     c = cs(path, 4)  # (1, 4, 6)
     assert c.shape == (1, 4, 6)
@@ -157,8 +158,13 @@ def test_unknown_fields_are_named():
 
 
 @settings(max_examples=25, deadline=None)
-@given(b=st.integers(1, 4), q=st.integers(1, 6), experts=st.integers(1, 4),
-       gates=st.integers(1, 3), seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    b=st.integers(1, 4),
+    q=st.integers(1, 6),
+    experts=st.integers(1, 4),
+    gates=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
 def test_mmoe_gemm_form_matches_the_expert_by_expert_sum(b, q, experts, gates, seed):
     """The two-GEMM MMoE equals sum_e w_e * SwiGLU_e(x) (eq. 15), for any shapes and tasks,
     both with autograd and in the in-place inference form."""

@@ -47,8 +47,10 @@ def test_trie_softmax_is_a_distribution_over_the_catalogue():
     full = batch(p, 3)
     logits = p.model.step_logits(full)
     assert all(torch.isinf(lg).any() for lg in logits[1:])
-    assert all(torch.isfinite(lg.gather(1, full["target"][:, t : t + 1])).all()
-               for t, lg in enumerate(logits))  # fmt: skip
+    assert all(
+        torch.isfinite(lg.gather(1, full["target"][:, t : t + 1])).all()
+        for t, lg in enumerate(logits)
+    )
 
 
 def test_edge_vectors_change_the_scores_and_learn():

@@ -19,15 +19,24 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 
 TINY = {
     "world.size": "tiny",
-    "retriever.model.d_model": 16, "retriever.model.n_heads": 2, "retriever.model.n_layers": 1,
-    "retriever.model.n_experts": 2, "retriever.model.ffn_mult": 1.0,
-    "retriever.model.d_field": 4, "retriever.model.d_prefix": 4, "retriever.model.d_hash": 4,
-    "retriever.model.history_len": 5, "retriever.model.mm_len": 3,
-    "retriever.train.max_steps": 4, "retriever.train.batch_size": 32,
+    "retriever.model.d_model": 16,
+    "retriever.model.n_heads": 2,
+    "retriever.model.n_layers": 1,
+    "retriever.model.n_experts": 2,
+    "retriever.model.ffn_mult": 1.0,
+    "retriever.model.d_field": 4,
+    "retriever.model.d_prefix": 4,
+    "retriever.model.d_hash": 4,
+    "retriever.model.history_len": 5,
+    "retriever.model.mm_len": 3,
+    "retriever.train.max_steps": 4,
+    "retriever.train.batch_size": 32,
     "retriever.train.warmup_steps": 1,
-    "retriever.eval.beam_size": 20, "retriever.eval.hr_ks": [5, 20],
-    "retriever.eval.rank_ks": [5], "retriever.eval.max_samples": 40,
-}  # fmt: skip
+    "retriever.eval.beam_size": 20,
+    "retriever.eval.hr_ks": [5, 20],
+    "retriever.eval.rank_ks": [5],
+    "retriever.eval.max_samples": 40,
+}
 
 
 @pytest.fixture
@@ -45,8 +54,7 @@ def world_with_sids(workdir: Workdir, tiny_world):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(len(items), 8)).astype(np.float32)
     ids = items["item_id"].to_numpy()
-    table = build_sids(vectors, None, K=8, L=2, capacity=True, seed=0, item_ids=ids,
-                       version="test")  # fmt: skip
+    table = build_sids(vectors, None, K=8, L=2, capacity=True, seed=0, item_ids=ids, version="test")
     order = np.argsort(ids)  # the table is sorted by item_id; embeddings follow its rows
     day = tiny_world.days[-1]
     folder = table.save(workdir.sid_dir / f"day={day.isoformat()}" / "artefacts")
@@ -63,8 +71,9 @@ def test_train_and_evaluate_run_folder(world_with_sids):
     table = load_sid_table(work.sid_dir / f"day={day.isoformat()}" / "artefacts")
     events, items, users = warehouse_inputs(wh, day)
     out = work.retriever_dir(day)
-    info = train_run(params, events, items, users, table.frame, day, out, progress=False,
-                     codebook_size=8)  # fmt: skip
+    info = train_run(
+        params, events, items, users, table.frame, day, out, progress=False, codebook_size=8
+    )
     assert info["path_fields"] == ["cat_l2", "cat_l3", "s0", "s1", "dedup"]
     assert info["steps"] == 4 and info["train_samples"] > 0 and info["eval_samples"] == 40
     m = evaluate_run(params, out)
@@ -77,8 +86,9 @@ def test_ablation_table_files(world_with_sids):
     from models.retriever.ablations import run_ablations
 
     params, wh, day = world_with_sids
-    res = run_ablations(params, wh, day, ["unirec", "no_coa", "no_capacity_sids"],
-                        ["popularity", "sasrec_ce"])  # fmt: skip
+    res = run_ablations(
+        params, wh, day, ["unirec", "no_coa", "no_capacity_sids"], ["popularity", "sasrec_ce"]
+    )
     assert list(res) == ["unirec", "no_coa", "no_capacity_sids", "popularity", "sasrec_ce"]
     folder = Workdir(params.workdir).reports / "retriever" / f"day={day.isoformat()}"
     md = (folder / "ablations.md").read_text()
@@ -104,7 +114,7 @@ def test_dagster_assets_materialize(world_with_sids):
         resources={
             "sidflow": SidflowResource(workdir=str(params.workdir), overrides=scalars),
             "warehouse": WarehouseResource(path=str(wh.path)),
-        },  # fmt: skip
+        },
     )
     assert result.success
     mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}

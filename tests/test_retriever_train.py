@@ -53,15 +53,15 @@ def test_targets_without_paths_are_dropped_and_empty_data_is_an_error():
 def test_ema_weights_are_the_moving_average_of_the_trajectory():
     def run(ema_decay: float | None) -> tuple[list[list[torch.Tensor]], torch.nn.Module]:
         p, seen = parts(), []
-        params = RetrieverTrainParams(max_steps=4, batch_size=4, warmup_steps=1,
-                                      ema_decay=ema_decay)  # fmt: skip
+        params = RetrieverTrainParams(
+            max_steps=4, batch_size=4, warmup_steps=1, ema_decay=ema_decay
+        )
 
         def snapshot(m: torch.nn.Module) -> dict:
             seen.append([q.detach().clone() for q in m.parameters()])
             return {}
 
-        train(p.model, batch(p, 8, seed=2), params, progress=False, eval_fn=snapshot,
-              eval_every=1)  # fmt: skip
+        train(p.model, batch(p, 8, seed=2), params, progress=False, eval_fn=snapshot, eval_every=1)
         return seen, p.model
 
     plain, _ = run(None)  # the weights after each of the 4 steps
@@ -70,8 +70,9 @@ def test_ema_weights_are_the_moving_average_of_the_trajectory():
     for step in range(4):
         if step:
             expected = [0.5 * e + 0.5 * w for e, w in zip(expected, plain[step], strict=True)]
-        assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(averaged[step], expected,
-                                                                     strict=True))  # fmt: skip
+        assert all(
+            torch.allclose(a, e, atol=1e-6) for a, e in zip(averaged[step], expected, strict=True)
+        )
     assert not all(torch.equal(a, w) for a, w in zip(expected, plain[-1], strict=True))
     assert all(torch.equal(a, e) for a, e in zip(model.parameters(), averaged[-1], strict=True))
 
@@ -82,18 +83,33 @@ def test_ddp_two_gloo_processes(tmp_path: Path):
     params = RetrieverTrainParams(max_steps=4, batch_size=8, warmup_steps=1)
     prepared = save_prepared(tmp_path / "prepared", p.model, data, params)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", "-m", "models.train", "--data", str(prepared),
-           "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "models.train",
+        "--data",
+        str(prepared),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
+    done = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((tmp_path / "out" / "train.json").read_text())
     assert info["world_size"] == 2 and info["steps"] == 4
     assert info["samples_seen_rank0"] == 4 * 4  # each rank takes half of every batch of 8
     trained = load_checkpoint(tmp_path / "out" / "model.safetensors")
     init = load_checkpoint(prepared / "init.safetensors")
-    moved = [not torch.equal(a, b) for a, b in zip(trained.parameters(), init.parameters(),
-                                                    strict=True)]  # fmt: skip
+    moved = [
+        not torch.equal(a, b) for a, b in zip(trained.parameters(), init.parameters(), strict=True)
+    ]
     assert any(moved)
     assert (tmp_path / "out" / "loss.png").exists()

@@ -50,8 +50,10 @@ def test_warm_start_copies_rows_by_value_and_keeps_new_rows_fresh():
         emb_new[v_new["i000a"]], init["inputs.field_emb.item_id.weight"][v_new["i000a"]]
     )
     brand_new = new.model.inputs.field_emb["brand"].weight
-    assert torch.equal(brand_new[new.space.vocab["brand"]["b-new"]],
-                       init["inputs.field_emb.brand.weight"][new.space.vocab["brand"]["b-new"]])  # fmt: skip
+    assert torch.equal(
+        brand_new[new.space.vocab["brand"]["b-new"]],
+        init["inputs.field_emb.brand.weight"][new.space.vocab["brand"]["b-new"]],
+    )
     # path steps: attribute tokens by value, SID codes by code
     spec_old, spec_new = old.paths.spec, new.paths.spec
     for t, f in enumerate(spec_new.fields[:-1]):
@@ -79,21 +81,41 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
     from models.tokenizer import load_sid_table
 
     params, wh, day = world_with_sids
-    params = load_params(overrides={**TINY, "retriever.train.max_steps": None,
-                                    "retriever.train.epochs": 1})  # fmt: skip
+    params = load_params(
+        overrides={**TINY, "retriever.train.max_steps": None, "retriever.train.epochs": 1}
+    )
     sid = load_sid_table(params.workdir / "sid" / f"day={day.isoformat()}")
     runs = tmp_path / "runs"
     before = day - dt.timedelta(days=1)
     events, items, users_ = warehouse_inputs(wh, before)
-    cold = train_run(params, events, items, users_, sid.frame, before, runs / f"day={before}",
-                     progress=False, codebook_size=8)  # fmt: skip
+    cold = train_run(
+        params,
+        events,
+        items,
+        users_,
+        sid.frame,
+        before,
+        runs / f"day={before}",
+        progress=False,
+        codebook_size=8,
+    )
     assert cold["start"] == "cold" and (runs / f"day={before}" / "vocab.json").exists()
 
     prev = previous_run(runs, day)
     assert prev == runs / f"day={before}"
     events, items, users_ = warehouse_inputs(wh, day)
-    warm = train_run(params, events, items, users_, sid.frame, day, runs / f"day={day}",
-                     progress=False, codebook_size=8, warm_from=prev)  # fmt: skip
+    warm = train_run(
+        params,
+        events,
+        items,
+        users_,
+        sid.frame,
+        day,
+        runs / f"day={day}",
+        progress=False,
+        codebook_size=8,
+        warm_from=prev,
+    )
     assert warm["start"] == "warm", warm["warm"]
     assert warm["warm"]["sid_kept"] == 1.0 and warm["cold_day"] == before.isoformat()
     assert warm["warm"]["report"]["remapped"] > 0 and warm["warm"]["report"]["copied"] > 0
@@ -103,11 +125,35 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
     saved = json.loads((runs / f"day={day}" / "train.json").read_text())
     assert saved["start"] == "warm"
 
-    other = load_params(overrides={**TINY, "retriever.model.d_model": 8,
-                                   "retriever.model.n_heads": 1})  # fmt: skip
-    again = train_run(other, events, items, users_, sid.frame, day, tmp_path / "other",
-                      progress=False, codebook_size=8, warm_from=prev)  # fmt: skip
+    other = load_params(
+        overrides={**TINY, "retriever.model.d_model": 8, "retriever.model.n_heads": 1}
+    )
+    again = train_run(
+        other,
+        events,
+        items,
+        users_,
+        sid.frame,
+        day,
+        tmp_path / "other",
+        progress=False,
+        codebook_size=8,
+        warm_from=prev,
+    )
     assert again["start"] == "cold" and "settings changed" in again["warm"]["reason"]
     off = load_params(overrides={**TINY, "retriever.warm_start.enabled": False})
-    assert train_run(off, events, items, users_, sid.frame, day, tmp_path / "off",
-                     progress=False, codebook_size=8, warm_from=prev)["start"] == "cold"  # fmt: skip
+    assert (
+        train_run(
+            off,
+            events,
+            items,
+            users_,
+            sid.frame,
+            day,
+            tmp_path / "off",
+            progress=False,
+            codebook_size=8,
+            warm_from=prev,
+        )["start"]
+        == "cold"
+    )

@@ -45,8 +45,13 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "SIDFLOW_PARAMS": str(params_file), "BENTOML_DO_NOT_TRACK": "true",
-           "SIDFLOW_QA_TOKEN": QA_TOKEN, "BENTOML_HOME": str(root / "bentoml-home")}  # fmt: skip
+    env = {
+        **os.environ,
+        "SIDFLOW_PARAMS": str(params_file),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "SIDFLOW_QA_TOKEN": QA_TOKEN,
+        "BENTOML_HOME": str(root / "bentoml-home"),
+    }
     log = open(root / "serve.log", "w")  # noqa: SIM115 - closed after the server stops
     proc = launch.start(port, env, log)
     url = f"http://127.0.0.1:{port}"
@@ -69,8 +74,11 @@ def _post(url: str, body: object, **kw) -> httpx.Response:
 
 def test_recommendations_come_from_the_catalogue(served):
     url, params = served
-    catalogue = set(pd.read_parquet(Workdir(params.workdir).raw_dir("items", params.world.days()[-1])
-                                    / "world.parquet")["item_id"])  # fmt: skip
+    catalogue = set(
+        pd.read_parquet(
+            Workdir(params.workdir).raw_dir("items", params.world.days()[-1]) / "world.parquet"
+        )["item_id"]
+    )
     users = [f"u{i:07d}" for i in range(12)] + ["someone-new"]
     for user in users:
         r = _post(url, {"user_id": user, "scene": "feed", "k": 8})
@@ -93,8 +101,10 @@ def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
     from serving.build import bento_manifest
 
     url, params = served
-    stages = {_post(url, {"user_id": f"u{i:07d}", "scene": "feed", "k": 5}).json()["stage"]
-              for i in range(20)}  # fmt: skip
+    stages = {
+        _post(url, {"user_id": f"u{i:07d}", "scene": "feed", "k": 5}).json()["stage"]
+        for i in range(20)
+    }
     assert "ranker" in stages  # known users: beam search, then the ranker on online features
     wd = Workdir(params.workdir)
     [report] = sorted((wd.reports / "bundles").glob("day=*.json"))
@@ -112,10 +122,13 @@ def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
 def test_buckets_are_sticky_and_near_their_shares(served):
     url, params = served
     sp = params.serving
-    first = {u: _post(url, {"user_id": u, "scene": "feed", "k": 1}).json()["bucket"]
-             for u in (f"u{i:07d}" for i in range(20))}  # fmt: skip
-    again = {u: _post(url, {"user_id": u, "scene": "search", "k": 1}).json()["bucket"]
-             for u in first}  # fmt: skip
+    first = {
+        u: _post(url, {"user_id": u, "scene": "feed", "k": 1}).json()["bucket"]
+        for u in (f"u{i:07d}" for i in range(20))
+    }
+    again = {
+        u: _post(url, {"user_id": u, "scene": "search", "k": 1}).json()["bucket"] for u in first
+    }
     assert first == again  # sticky across requests (and processes: the hash is stateless)
     assert first == {u: ab.assign(sp, u).name for u in first}
     counts = pd.Series([ab.assign(sp, f"user-{i}").name for i in range(20_000)]).value_counts()
@@ -155,8 +168,12 @@ MALFORMED = [
 def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
     url, _ = served
     if isinstance(body, str):
-        r = httpx.post(f"{url}/recommend", content=body, timeout=10,
-                       headers={"content-type": "application/json"})  # fmt: skip
+        r = httpx.post(
+            f"{url}/recommend",
+            content=body,
+            timeout=10,
+            headers={"content-type": "application/json"},
+        )
     else:
         r = _post(url, body)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
@@ -167,8 +184,10 @@ def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
 def test_logs_round_trip_through_ingestion(served):
     url, params = served
     wd = Workdir(params.workdir)
-    ids = [_post(url, {"user_id": f"u{i:07d}", "scene": "similar", "k": 4}).json()["request_id"]
-           for i in range(5)]  # fmt: skip
+    ids = [
+        _post(url, {"user_id": f"u{i:07d}", "scene": "similar", "k": 4}).json()["request_id"]
+        for i in range(5)
+    ]
     today = dt.datetime.now(dt.UTC).date()
     log = read_day(wd.root, today)
     assert set(ids) <= set(log["request_id"])
@@ -186,8 +205,10 @@ def test_a_model_swap_under_load_loses_no_request(served):
     before = registry.current()["promoted"]
     # a second bundle in the model store: same models, another manifest -> another tag
     folder = bundle_path(wd.root, before["tag"])
-    tables = {t: pd.read_parquet(folder / f"{t}.parquet")
-              for t in ("catalogue", "users", "histories", "popularity")}  # fmt: skip
+    tables = {
+        t: pd.read_parquet(folder / f"{t}.parquet")
+        for t in ("catalogue", "users", "histories", "popularity")
+    }
     manifest = {**read_manifest(wd.root, before["tag"]), "note": "swap test"}
     day = dt.date.fromisoformat(manifest["day"])
     tag = save_bundle(wd.root, day, {"retriever": folder / "retriever"}, tables, manifest)

@@ -39,9 +39,15 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, RQConfig]:
     x = blobs(seed, n, draw(st.integers(2, 5)))
     rng = np.random.default_rng(seed + 1)
     w = np.floor(rng.pareto(draw(st.sampled_from([0.8, 1.5, 3.0])), n) * 4) + 1
-    cfg = RQConfig(K=k, L=draw(st.integers(1, 3)), tau=draw(st.floats(1.0, 1.6)),
-                   capacity=draw(st.booleans()), max_iter=draw(st.integers(1, 15)),
-                   init_sample=draw(st.sampled_from([8, 1000])), seed=seed)  # fmt: skip
+    cfg = RQConfig(
+        K=k,
+        L=draw(st.integers(1, 3)),
+        tau=draw(st.floats(1.0, 1.6)),
+        capacity=draw(st.booleans()),
+        max_iter=draw(st.integers(1, 15)),
+        init_sample=draw(st.sampled_from([8, 1000])),
+        seed=seed,
+    )
     return x, w, cfg
 
 
@@ -64,8 +70,13 @@ def test_reference_and_fast_agree(problem):
 
 
 @FAST
-@given(seed=st.integers(0, 10_000), k=st.integers(2, 6), n=st.integers(40, 120),
-       tau=st.floats(1.0, 1.5), w_max=st.integers(1, 6))  # fmt: skip
+@given(
+    seed=st.integers(0, 10_000),
+    k=st.integers(2, 6),
+    n=st.integers(40, 120),
+    tau=st.floats(1.0, 1.5),
+    w_max=st.integers(1, 6),
+)
 def test_capacity_holds_whenever_greedy_feasible(seed, k, n, tau, w_max):
     rng = np.random.default_rng(seed)
     w = rng.integers(1, w_max + 1, n).astype(float)
@@ -171,8 +182,9 @@ def test_table_round_trip_and_dvc_hash(tmp_path: Path):
     np.testing.assert_array_equal(back.codebooks, table.codebooks)
     assert back.meta["collision_rate_before_dedup"] == table.meta["collision_rate_before_dedup"]
     # The hash Dagster records is the one DVC computes for the same folder.
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True
+    )
     subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "v1"], cwd=tmp_path, check=True)
     assert f"md5: {dvc_dir_hash(folder)}" in (tmp_path / "v1.dvc").read_text()
     back.frame.drop(columns="dedup").to_parquet(folder / "sid_table.parquet")

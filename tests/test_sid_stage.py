@@ -22,9 +22,14 @@ from sidflow.workdir import Workdir
 # Small settings so the tiny world (300-310 items) trains in seconds.
 # K=16 keeps the test fast; 16^3 paths for 310 items collide often, which the SID gate would
 # (rightly) block, so its collision threshold is lifted here: gates are tested in test_gates.py.
-SMALL = {"world.size": "tiny", "sid.K": "16", "sid.encoder.epochs": "3",
-         "sid.encoder.warm_epochs": "1", "sid.max_iter": "15",
-         "gates.sid.max_collision_rate": "1.0"}  # fmt: skip
+SMALL = {
+    "world.size": "tiny",
+    "sid.K": "16",
+    "sid.encoder.epochs": "3",
+    "sid.encoder.warm_epochs": "1",
+    "sid.max_iter": "15",
+    "gates.sid.max_collision_rate": "1.0",
+}
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +85,9 @@ def test_cli_builds_a_versioned_sid_table(params, tiny_folder, tmp_path, capsys)
 
     out = tmp_path / "v"
     args = [f"--set={k}={v}" for k, v in SMALL.items()]
-    assert main([*args, "sid", "build", "--data", str(tiny_folder), "--out", str(out),
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main([*args, "sid", "build", "--data", str(tiny_folder), "--out", str(out), "--quiet"]) == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     table = load_sid_table(out)  # the folder the retriever gets
     assert list(table.frame.columns) == ["item_id", "s0", "s1", "s2", "dedup", "version"]
@@ -100,13 +106,13 @@ def test_cli_builds_a_versioned_sid_table(params, tiny_folder, tmp_path, capsys)
     assert again.data_version == summary["data_version"]
 
 
-def test_daily_incremental_keeps_old_codes_and_rebuild_reports_churn(params, tiny_folder,
-                                                                     tmp_path):  # fmt: skip
+def test_daily_incremental_keeps_old_codes_and_rebuild_reports_churn(params, tiny_folder, tmp_path):
     d0, d1, d2 = load_params(overrides=SMALL).world.days()
     first = run_sid_stage(params, tiny_folder, tmp_path / "d0", as_of=d0)
     assert first.metrics["mode"] == "fresh" and len(first.table.frame) == 300
-    inc = run_sid_stage(params, tiny_folder, tmp_path / "d1", as_of=d1, previous=tmp_path / "d0",
-                        mode="incremental")  # fmt: skip
+    inc = run_sid_stage(
+        params, tiny_folder, tmp_path / "d1", as_of=d1, previous=tmp_path / "d0", mode="incremental"
+    )
     assert inc.metrics["mode"] == "incremental" and inc.metrics["new_items"] == 5
     cols = ["s0", "s1", "s2", "dedup"]
     old = first.table.frame.set_index("item_id")[cols]
@@ -115,8 +121,9 @@ def test_daily_incremental_keeps_old_codes_and_rebuild_reports_churn(params, tin
     assert inc.metrics["unique_after_dedup"]
     np.testing.assert_array_equal(inc.table.codebooks, first.table.codebooks)
 
-    rebuilt = run_sid_stage(params, tiny_folder, tmp_path / "d2", as_of=d2,
-                            previous=tmp_path / "d1", mode="rebuild")  # fmt: skip
+    rebuilt = run_sid_stage(
+        params, tiny_folder, tmp_path / "d2", as_of=d2, previous=tmp_path / "d1", mode="rebuild"
+    )
     churn = rebuilt.metrics["churn"]
     assert rebuilt.table.meta["warm_start"] and churn["common_items"] == 305
     assert 0.0 <= churn["sid_changed_share"] <= 1.0 and churn["new_items"] == 5
@@ -127,17 +134,30 @@ def test_dagster_sid_table_materializes_on_the_tiny_world(params):
 
     defs = build_definitions(params, SMALL)
     job = defs.resolve_job_def(DAILY_JOB)
-    keys = [dg.AssetKey(k) for k in ("raw_events", "items", "users", "validated_events",
-                                     "warehouse_events", "sid_table")]  # fmt: skip
+    keys = [
+        dg.AssetKey(k)
+        for k in (
+            "raw_events",
+            "items",
+            "users",
+            "validated_events",
+            "warehouse_events",
+            "sid_table",
+        )
+    ]
     wd = Workdir(params.workdir)
     versions = []
     with dg.DagsterInstance.ephemeral() as instance:
         for day in params.world.days()[:2]:
-            result = job.execute_in_process(partition_key=day.isoformat(), instance=instance,
-                                            asset_selection=keys)  # fmt: skip
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=instance, asset_selection=keys
+            )
             assert result.success
-            [mat] = [e.materialization for e in result.get_asset_materialization_events()
-                     if e.materialization.asset_key == dg.AssetKey("sid_table")]  # fmt: skip
+            [mat] = [
+                e.materialization
+                for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key == dg.AssetKey("sid_table")
+            ]
             versions.append(mat.tags["dagster/data_version"])
             assert versions[-1] == dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts")
             assert mat.metadata["items"].value == 300 + 5 * len(versions) - 5

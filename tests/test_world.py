@@ -25,8 +25,11 @@ def test_other_seed_other_world(tiny_world):
 
 def test_tables_are_canonical(tiny_world):
     day = tiny_world.days[0]
-    tables = {"events": tiny_world.events(day), "items": tiny_world.items(day),
-              "users": tiny_world.users()}  # fmt: skip
+    tables = {
+        "events": tiny_world.events(day),
+        "items": tiny_world.items(day),
+        "users": tiny_world.users(),
+    }
     for name, frame in tables.items():
         assert [c.name for c in SCHEMAS[name]] == list(frame.columns), name
     ev = tables["events"]
@@ -39,8 +42,10 @@ def test_tables_are_canonical(tiny_world):
 
 def test_funnel_is_a_cascade(tiny_world):
     ev = tiny_world.events(tiny_world.days[0])
-    keys = {t: set(map(tuple, ev.loc[ev.event_type == t, ["request_id", "item_id"]].to_numpy()))
-            for t in ("exposure", "click", "cart", "purchase")}  # fmt: skip
+    keys = {
+        t: set(map(tuple, ev.loc[ev.event_type == t, ["request_id", "item_id"]].to_numpy()))
+        for t in ("exposure", "click", "cart", "purchase")
+    }
     assert keys["click"] <= keys["exposure"]
     assert keys["cart"] <= keys["click"]
     assert keys["purchase"] <= keys["cart"]
@@ -55,8 +60,9 @@ def test_new_items_arrive_each_day(tiny_world):
 
 def test_exposure_is_long_tailed_and_position_biased(tiny_world):
     events = [tiny_world.events(d) for d in tiny_world.days]
-    tail = exposure_long_tail([e.loc[e.event_type == "exposure", "item_id"] for e in events],
-                              tiny_world.catalog.n_items)  # fmt: skip
+    tail = exposure_long_tail(
+        [e.loc[e.event_type == "exposure", "item_id"] for e in events], tiny_world.catalog.n_items
+    )
     assert tail["top10pct_share"] > 0.3  # a uniform policy would give 0.10
     ev = pd.concat(events)
     shown = ev[ev.event_type == "exposure"].groupby("position").size()

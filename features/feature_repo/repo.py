@@ -18,8 +18,14 @@ _repo = build_repo(Workdir(_params.workdir).features_dir, _params.features)
 user, item, cat_l2, cat_l3, brand, seller = _repo.entities.values()
 
 # Sources: one folder of daily parquet files per view.
-(item_stats_source, user_stats_source, user_cat_l2_source, user_cat_l3_source,
- user_brand_source, user_seller_source) = _repo.sources.values()  # fmt: skip
+(
+    item_stats_source,
+    user_stats_source,
+    user_cat_l2_source,
+    user_cat_l3_source,
+    user_brand_source,
+    user_seller_source,
+) = _repo.sources.values()
 
 # Feature views: item exposure stats, user stats, and the u2i cross stats (DIG §3.1).
 item_stats, user_stats, user_cat_l2, user_cat_l3, user_brand, user_seller = _repo.views.values()

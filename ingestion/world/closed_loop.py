@@ -51,8 +51,19 @@ def responses_to_events(world: World, shown: pd.DataFrame, seed: int) -> pd.Data
     (request_id, position, type) so a re-run writes the same ids.
     """
     if shown.empty:
-        return pd.DataFrame(columns=["event_id", "ts", "user_id", "item_id", "request_id",
-                                     "scene", "event_type", "position", "price"])  # fmt: skip
+        return pd.DataFrame(
+            columns=[
+                "event_id",
+                "ts",
+                "user_id",
+                "item_id",
+                "request_id",
+                "scene",
+                "event_type",
+                "position",
+                "price",
+            ]
+        )
     rng = np.random.default_rng(seed)
     u = np.array([world._user_index[x] for x in shown["user_id"]])
     items = np.array([world._item_index[x] for x in shown["item_id"]])

@@ -59,8 +59,9 @@ def last_sid_step(model: UniRec) -> int:
     return steps[-1] if steps else model.n_steps - 1
 
 
-def sequence_logprob(model: UniRec, batch: dict[str, torch.Tensor], target: torch.Tensor,
-                     stop_gradient: bool = True) -> torch.Tensor:  # fmt: skip
+def sequence_logprob(
+    model: UniRec, batch: dict[str, torch.Tensor], target: torch.Tensor, stop_gradient: bool = True
+) -> torch.Tensor:
     """log pi(y|u) of the paths `target` (B, P) under teacher forcing: (B,), eq. 28.
 
     With `stop_gradient`, every step but the final SID layer is computed without gradient
@@ -81,13 +82,21 @@ def sequence_logprob(model: UniRec, batch: dict[str, torch.Tensor], target: torc
         logits = {t: model.heads[t](fields[t]) for t in range(model.n_steps) if t != tgt}
     with torch.set_grad_enabled(grad):
         logits[tgt] = model.heads[tgt](fields[tgt])  # the DPO target layer
-    steps = [logits[t].float().log_softmax(-1).gather(1, target[:, t : t + 1])[:, 0]
-             for t in range(model.n_steps)]  # fmt: skip
+    steps = [
+        logits[t].float().log_softmax(-1).gather(1, target[:, t : t + 1])[:, 0]
+        for t in range(model.n_steps)
+    ]
     return torch.stack(steps, 1).sum(1)
 
 
-def dpo_loss(policy: UniRec, reference: UniRec, ctx_batch: dict[str, torch.Tensor],
-             winner: torch.Tensor, loser: torch.Tensor, beta: float) -> torch.Tensor:  # fmt: skip
+def dpo_loss(
+    policy: UniRec,
+    reference: UniRec,
+    ctx_batch: dict[str, torch.Tensor],
+    winner: torch.Tensor,
+    loser: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """Eq. 27 over pairs: ctx_batch holds each pair's request inputs, winner/loser (B, P)."""
     pw = sequence_logprob(policy, ctx_batch, winner)
     pl = sequence_logprob(policy, ctx_batch, loser)

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from models.retriever.model import UniRec
 
 
-def rewards(event_type: np.ndarray, gmv: np.ndarray, values: dict[str, float],
-            gmv_weight: float) -> np.ndarray:  # fmt: skip
+def rewards(
+    event_type: np.ndarray, gmv: np.ndarray, values: dict[str, float], gmv_weight: float
+) -> np.ndarray:
     """Eq. 21: composite reward per sample from its behaviour and the GMV it brought."""
     base = np.array([values.get(str(e), 0.0) for e in event_type], np.float32)
     return base + gmv_weight * np.log1p(np.clip(np.nan_to_num(gmv), 0, None)).astype(np.float32)
@@ -32,20 +33,24 @@ def advantages(reward: torch.Tensor, clip: float, eps: float = 1e-6) -> torch.Te
     return (a / (rms + eps)).clamp(-clip, clip)
 
 
-def sample_weights(reward: torch.Tensor, gmv: torch.Tensor, lam: float, clip: float
-                   ) -> torch.Tensor:  # fmt: skip
+def sample_weights(
+    reward: torch.Tensor, gmv: torch.Tensor, lam: float, clip: float
+) -> torch.Tensor:
     """(1 + lambda * A~_i) * alpha_i of eq. 24, alpha scaled to mean 1 over the batch."""
     alpha = 1.0 + torch.log1p(gmv.clamp(min=0))
     alpha = alpha / alpha.mean()
     return (1.0 + lam * advantages(reward, clip)) * alpha
 
 
-def rft_loss(model: UniRec, batch: dict[str, torch.Tensor], lam: float, clip: float
-             ) -> torch.Tensor:  # fmt: skip
+def rft_loss(
+    model: UniRec, batch: dict[str, torch.Tensor], lam: float, clip: float
+) -> torch.Tensor:
     """Eq. 24 on one batch (needs `reward` and `gmv` per sample besides the model inputs)."""
     logits = model.step_logits(batch)
     target = batch["target"]
-    nll = sum(F.cross_entropy(lg.float(), target[:, t], reduction="none")  # (B,)
-              for t, lg in enumerate(logits))  # fmt: skip
+    nll = sum(
+        F.cross_entropy(lg.float(), target[:, t], reduction="none")  # (B,)
+        for t, lg in enumerate(logits)
+    )
     w = sample_weights(batch["reward"], batch["gmv"], lam, clip).detach()
     return (w * nll).mean()

@@ -38,8 +38,15 @@ from models.train import device_for_training, load_checkpoint, save_checkpoint
 from sidflow.config import Params
 
 
-def rft_data(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-             space: FeatureSpace, paths, day: dt.date) -> dict[str, torch.Tensor]:  # noqa: ANN001  # fmt: skip
+def rft_data(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    space: FeatureSpace,
+    paths,
+    day: dt.date,
+) -> dict[str, torch.Tensor]:  # noqa: ANN001
     """Engagements of the window before `day` with their reward and GMV (eq. 21)."""
     ap, mp = params.alignment, params.retriever.model
     samples = attach_profiles(
@@ -57,8 +64,14 @@ def rft_data(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: p
     return {k: v[keep] for k, v in data.items()}
 
 
-def dpo_data(params: Params, events: pd.DataFrame, users: pd.DataFrame, space: FeatureSpace,
-             paths, day: dt.date) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:  # noqa: ANN001  # fmt: skip
+def dpo_data(
+    params: Params,
+    events: pd.DataFrame,
+    users: pd.DataFrame,
+    space: FeatureSpace,
+    paths,
+    day: dt.date,
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:  # noqa: ANN001
     """Request inputs + winner / loser paths of the preference pairs of the window before d."""
     ap, mp = params.alignment, params.retriever.model
     days = pd.to_datetime(events["ts"], utc=True).dt.date
@@ -79,23 +92,37 @@ def dpo_data(params: Params, events: pd.DataFrame, users: pd.DataFrame, space: F
             hist_type[i, -len(h) :] = [BEHAVIOURS.index(x) + 1 for x in ty]
     from models.data import Samples
 
-    ctx = Samples(user_id=ctx_rows["user_id"].to_numpy(object),
-                  item_id=ctx_rows["item_id"].to_numpy(object),
-                  event_type=np.full(n, "click", object),  # serving's task: click in the scene
-                  scene=ctx_rows["scene"].to_numpy(object), day=np.zeros(n, "datetime64[D]"),
-                  hist=hist, hist_type=hist_type)  # fmt: skip
+    ctx = Samples(
+        user_id=ctx_rows["user_id"].to_numpy(object),
+        item_id=ctx_rows["item_id"].to_numpy(object),
+        event_type=np.full(n, "click", object),  # serving's task: click in the scene
+        scene=ctx_rows["scene"].to_numpy(object),
+        day=np.zeros(n, "datetime64[D]"),
+        hist=hist,
+        hist_type=hist_type,
+    )
     ctx = attach_profiles(ctx, users, mp.profile_fields)
     data = encode_batch(ctx, space, None, mp.profile_fields)
     for side in ("winner", "loser"):
         r = paths.rows(rows.loc[pairs[side], "item_id"].to_numpy())
         data[side] = torch.from_numpy(paths.codes[r])
-    out = pairs.assign(winner_item=rows.loc[pairs["winner"], "item_id"].to_numpy(),
-                       loser_item=rows.loc[pairs["loser"], "item_id"].to_numpy())  # fmt: skip
+    out = pairs.assign(
+        winner_item=rows.loc[pairs["winner"], "item_id"].to_numpy(),
+        loser_item=rows.loc[pairs["loser"], "item_id"].to_numpy(),
+    )
     return data, out
 
 
-def align_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-              day: dt.date, run: Path, out: Path, progress: bool = True) -> dict:  # fmt: skip
+def align_run(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    day: dt.date,
+    run: Path,
+    out: Path,
+    progress: bool = True,
+) -> dict:
     """Fine-tune the retriever in `run` with RFT + DPO; write `out`; return metrics.json."""
     t0 = time.perf_counter()
     ap, ev = params.alignment, params.retriever.eval
@@ -143,8 +170,16 @@ def align_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
     purchase = np.array(json.loads((run / "eval_meta.json").read_text())["purchase"], bool)
     before = json.loads((run / "metrics.json").read_text())
     trie = PathTrie(paths.codes, paths.spec.vocab_sizes)
-    after = evaluate(policy, held, trie, beam_size=ev.beam_size, hr_ks=ev.hr_ks,
-                     rank_ks=ev.rank_ks, batch_size=ev.batch_size, purchase=purchase)  # fmt: skip
+    after = evaluate(
+        policy,
+        held,
+        trie,
+        beam_size=ev.beam_size,
+        hr_ks=ev.hr_ks,
+        rank_ks=ev.rank_ks,
+        batch_size=ev.batch_size,
+        purchase=purchase,
+    )
     keys = [k for k in after if k.startswith("hr@")]
     drop = before.get("hr@50", 0.0) - after.get("hr@50", 0.0)
     metrics = {

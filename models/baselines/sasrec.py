@@ -19,15 +19,23 @@ from torch import nn
 class SASRec(nn.Module):
     """Causal transformer over the item sequence; item embeddings shared with the output."""
 
-    def __init__(self, n_items: int, max_len: int = 20, d: int = 64, n_layers: int = 2,
-                 n_heads: int = 2, dropout: float = 0.3,
-                 loss: Literal["bce", "ce"] = "ce"):  # fmt: skip
+    def __init__(
+        self,
+        n_items: int,
+        max_len: int = 20,
+        d: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.3,
+        loss: Literal["bce", "ce"] = "ce",
+    ):
         super().__init__()
         self.n_items, self.loss_type = n_items, loss
         self.item = nn.Embedding(n_items + 1, d, padding_idx=0)  # row 0 = padding
         self.pos = nn.Embedding(max_len, d)
-        layer = nn.TransformerEncoderLayer(d, n_heads, 4 * d, dropout, batch_first=True,
-                                           norm_first=True, activation="gelu")  # fmt: skip
+        layer = nn.TransformerEncoderLayer(
+            d, n_heads, 4 * d, dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
@@ -78,8 +86,9 @@ class SASRec(nn.Module):
         return np.concatenate(out) if out else np.zeros((0, top_n), np.int64)
 
     @torch.no_grad()
-    def candidate_logprobs(self, hist: torch.Tensor, items: np.ndarray,
-                           batch_size: int = 512) -> np.ndarray:  # fmt: skip
+    def candidate_logprobs(
+        self, hist: torch.Tensor, items: np.ndarray, batch_size: int = 512
+    ) -> np.ndarray:
         """hist (n, T) item rows, items (n, N) item rows (-1 = none) -> (n, N) log-softmax of
         the full-catalogue scores at those items, -inf where there is no item."""
         self.eval()

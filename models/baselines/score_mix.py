@@ -16,8 +16,9 @@ import numpy as np
 from models.metrics import ndcg, target_ranks
 
 
-def mix_scores(items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, weight: float
-               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def mix_scores(
+    items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, weight: float
+) -> tuple[np.ndarray, np.ndarray]:
     """items (n, N) item rows (-1 = none), logp_a / logp_b (n, N) -> (items, logp_a + weight *
     logp_b) re-ordered best first (stable: ties keep the first model's order; empty slots stay
     last with -inf)."""
@@ -34,8 +35,14 @@ def mix_rerank(
     return mix_scores(items, logp_a, logp_b, weight)[0]
 
 
-def choose_weight(items: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray, targets: np.ndarray,
-                  weights: Sequence[float], k: int = 10) -> tuple[float, dict[float, float]]:  # fmt: skip
+def choose_weight(
+    items: np.ndarray,
+    logp_a: np.ndarray,
+    logp_b: np.ndarray,
+    targets: np.ndarray,
+    weights: Sequence[float],
+    k: int = 10,
+) -> tuple[float, dict[float, float]]:
     """The weight of `weights` with the best NDCG@k on these (validation) samples; returns
     (weight, {weight: NDCG@k}). Ties go to the smaller weight."""
     curve = {

@@ -27,7 +27,7 @@ VARIANTS: dict[str, dict] = {
         "capacity_sids": False,
         "seq_fields": [],
         "profile_fields": [],
-    },  # fmt: skip
+    },
 }
 ABLATIONS = ["unirec", "no_coa", "no_task_bos", "no_content_summary", "no_capacity_sids"]
 

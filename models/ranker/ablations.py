@@ -47,8 +47,19 @@ def run_ablations(params: Params, day: dt.date, progress: bool = False) -> dict:
     for name, change in VARIANTS.items():
         run = wd.ranker_dir(day, variant=f"ablation_{name}")
         rp = params.ranker.model_copy(update=change)
-        info = train_run(params, events, items, users, sid.frame, sid.K, day, run, rp=rp,
-                         samples=samples, progress=progress)  # fmt: skip
+        info = train_run(
+            params,
+            events,
+            items,
+            users,
+            sid.frame,
+            sid.K,
+            day,
+            run,
+            rp=rp,
+            samples=samples,
+            progress=progress,
+        )
         metrics = evaluate_run(run, users)  # the day's samples.parquet, one folder up
         out[name] = {"settings": change, "train_seconds": info["train_seconds"], **metrics}
     report = wd.ranker_eval_dir(day)
@@ -68,8 +79,12 @@ def plot_ablations(results: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     x = range(len(names))
     ax.bar([i - 0.2 for i in x], [results[n]["rank_auc"] for n in names], 0.4, label="rank AUC")
-    ax.bar([i + 0.2 for i in x], [results[n]["recall_auc"] for n in names], 0.4,
-           label="retrieval-path AUC")  # fmt: skip
+    ax.bar(
+        [i + 0.2 for i in x],
+        [results[n]["recall_auc"] for n in names],
+        0.4,
+        label="retrieval-path AUC",
+    )
     lo = min(min(r["rank_auc"], r["recall_auc"]) for r in results.values())
     ax.set_ylim(max(0.0, lo - 0.05), 1.0)
     ax.set_xticks(list(x), names)
@@ -88,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default=None)
     args = ap.parse_args(argv)
     results = run_ablations(load_params(args.params), args.day, progress=True)
-    print(json.dumps({k: {m: v[m] for m in ("rank_auc", "recall_auc", "auc_gap")}
-                      for k, v in results.items()}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: {m: v[m] for m in ("rank_auc", "recall_auc", "auc_gap")}
+                for k, v in results.items()
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -39,8 +39,9 @@ class RankerEncoding:
     std: dict[str, float]
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, space: FeatureSpace, groups: FeatureGroups,
-            use_u2i: bool = True) -> RankerEncoding:  # fmt: skip
+    def fit(
+        cls, frame: pd.DataFrame, space: FeatureSpace, groups: FeatureGroups, use_u2i: bool = True
+    ) -> RankerEncoding:
         """Vocabularies from `space`, scalings from the training rows of `frame`."""
         cross = groups.cross if use_u2i else [c for c in groups.cross if c not in groups.u2i]
         train = frame[~frame["eval"].to_numpy()] if "eval" in frame else frame
@@ -50,8 +51,14 @@ class RankerEncoding:
             m = float(np.nanmean(x)) if np.isfinite(x).any() else 0.0
             s = float(np.nanstd(x)) if np.isfinite(x).any() else 1.0
             mean[c], std[c] = m, s if s > 1e-6 else 1.0
-        return cls(vocab=space.vocab, scenes=list(space.scenes), user_cols=list(groups.user),
-                   cross_cols=cross, mean=mean, std=std)  # fmt: skip
+        return cls(
+            vocab=space.vocab,
+            scenes=list(space.scenes),
+            user_cols=list(groups.user),
+            cross_cols=cross,
+            mean=mean,
+            std=std,
+        )
 
     def to_json(self) -> str:
         """Serialise (config.json)."""
@@ -117,8 +124,9 @@ def _transform(name: str, x: np.ndarray) -> np.ndarray:
     return np.log1p(np.clip(x, 0, None)) if _log_scaled(name) else x
 
 
-def encode_frame(frame: pd.DataFrame, enc: RankerEncoding, users: pd.DataFrame,
-                 history_len: int) -> dict[str, torch.Tensor]:  # fmt: skip
+def encode_frame(
+    frame: pd.DataFrame, enc: RankerEncoding, users: pd.DataFrame, history_len: int
+) -> dict[str, torch.Tensor]:
     """Tensors of a sample table: profile, scene, user_dense, hist, item, cross, label, keys."""
     profiles = users.drop_duplicates("user_id").set_index("user_id")
     return {

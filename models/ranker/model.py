@@ -152,10 +152,11 @@ class DIGRanker(nn.Module):
         self.sid_emb = nn.ModuleList(nn.Embedding(K + 1, d) for _ in range(L))
         self.register_buffer("codebooks", torch.zeros(L, K, d))  # c_{l,k}: EMA, addressing
         self.mlp_u2t = nn.ModuleList(  # eq. 14, one per layer
-            nn.Sequential(nn.Linear(d_u + 2 * d, cfg.u2t_hidden), nn.ReLU(),
-                          nn.Linear(cfg.u2t_hidden, nc))
+            nn.Sequential(
+                nn.Linear(d_u + 2 * d, cfg.u2t_hidden), nn.ReLU(), nn.Linear(cfg.u2t_hidden, nc)
+            )
             for _ in range(L)
-        )  # fmt: skip
+        )
         for layer in range(L):  # bucket-mean u2t tables (Ablation 3): sorted keys -> mean c
             self.register_buffer(f"bucket_keys_{layer}", torch.zeros(0, dtype=torch.long))
             self.register_buffer(f"bucket_means_{layer}", torch.zeros(0, nc))
@@ -167,8 +168,9 @@ class DIGRanker(nn.Module):
             nn.init.normal_(emb.weight, std=0.05)
 
     # ---- user side (once per request) -----------------------------------------------
-    def user_side(self, profile: torch.Tensor, scene: torch.Tensor, dense: torch.Tensor,
-                  hist: torch.Tensor) -> UserSide:  # fmt: skip
+    def user_side(
+        self, profile: torch.Tensor, scene: torch.Tensor, dense: torch.Tensor, hist: torch.Tensor
+    ) -> UserSide:
         """profile (B, P) ids, scene (B,), dense (B, D_u), hist (B, T) item rows -> UserSide."""
         parts = [e(profile[:, i]) for i, e in enumerate(self.user_emb)]
         e_u = torch.cat([*parts, self.scene_emb(scene), dense], -1)  # (B, d_u)
@@ -176,8 +178,13 @@ class DIGRanker(nn.Module):
         return UserSide(self.bn_u(e_u), keys, hist > 0)
 
     # ---- shared mixer ------------------------------------------------------------------
-    def mixer(self, user: UserSide, item: torch.Tensor, cross: torch.Tensor,
-              pooled: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def mixer(
+        self,
+        user: UserSide,
+        item: torch.Tensor,
+        cross: torch.Tensor,
+        pooled: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """user side, item-side vector (B, d) and cross (B, D_c), both BN-ed -> logits (B,)."""
         if pooled is None:
             pooled = self.attention(item, user.hist, user.mask)  # DIN, query = item side
@@ -196,8 +203,14 @@ class DIGRanker(nn.Module):
             out.append(acc)
         return out
 
-    def u2t(self, user: UserSide, pooled: torch.Tensor, e_sid: torch.Tensor,
-            codes: torch.Tensor, layer: int) -> torch.Tensor:  # fmt: skip
+    def u2t(
+        self,
+        user: UserSide,
+        pooled: torch.Tensor,
+        e_sid: torch.Tensor,
+        codes: torch.Tensor,
+        layer: int,
+    ) -> torch.Tensor:
         """u2t^(1:l) for retrieval, by `cfg.u2t`:
 
         - `mlp`: MLP_u2t([e_u; e_sid^(1:l)]) (eq. 14);
@@ -329,7 +342,12 @@ def dig_losses(model: DIGRanker, batch: dict[str, torch.Tensor]) -> LossOutput:
             groups = batch["user_key"] * (cfg.codebook_size + 1) ** (layer + 1) + bucket
             teacher = group_mean(cross, groups).detach()  # sg[u2t^(l)(u)]
             l_u2t = l_u2t + ((pred - teacher) ** 2).mean() / len(u2t_hat)  # eq. 15
-    total = (l_rank + l_recall + cfg.lambda_commit * l_commit + cfg.lambda_sem * l_sem
-             + cfg.lambda_u2t * l_u2t)  # fmt: skip
+    total = (
+        l_rank
+        + l_recall
+        + cfg.lambda_commit * l_commit
+        + cfg.lambda_sem * l_sem
+        + cfg.lambda_u2t * l_u2t
+    )
     parts = {"rank": l_rank, "recall": l_recall, "commit": l_commit, "sem": l_sem, "u2t": l_u2t}
     return LossOutput(total, parts, res, codes)

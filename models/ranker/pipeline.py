@@ -50,29 +50,50 @@ def warehouse_events(warehouse, day: dt.date, train_days: int) -> tuple[pd.DataF
     return events, items, users
 
 
-def build_model(rp: RankerParams, enc: RankerEncoding, item_fields: torch.Tensor,
-                item_sids: torch.Tensor, codebook_size: int) -> DIGRanker:  # fmt: skip
+def build_model(
+    rp: RankerParams,
+    enc: RankerEncoding,
+    item_fields: torch.Tensor,
+    item_sids: torch.Tensor,
+    codebook_size: int,
+) -> DIGRanker:
     """A fresh DIG ranker sized for the encoding and the SID table."""
     cfg = RankerConfig(
-        field_vocab=enc.field_sizes(), item_fields=ITEM_FIELDS, user_fields=USER_FIELDS,
-        n_user_dense=len(enc.user_cols), n_cross=len(enc.cross_cols),
-        n_layers=item_sids.shape[1], codebook_size=codebook_size, d_emb=rp.d_emb,
-        d_field=rp.d_field, cross_layers=rp.cross_layers, n_experts=rp.n_experts,
-        expert_hidden=rp.expert_hidden, u2t_hidden=rp.u2t_hidden, u2t=rp.u2t,
-        lambda_commit=rp.lambda_commit, lambda_sem=rp.lambda_sem, lambda_u2t=rp.lambda_u2t,
+        field_vocab=enc.field_sizes(),
+        item_fields=ITEM_FIELDS,
+        user_fields=USER_FIELDS,
+        n_user_dense=len(enc.user_cols),
+        n_cross=len(enc.cross_cols),
+        n_layers=item_sids.shape[1],
+        codebook_size=codebook_size,
+        d_emb=rp.d_emb,
+        d_field=rp.d_field,
+        cross_layers=rp.cross_layers,
+        n_experts=rp.n_experts,
+        expert_hidden=rp.expert_hidden,
+        u2t_hidden=rp.u2t_hidden,
+        u2t=rp.u2t,
+        lambda_commit=rp.lambda_commit,
+        lambda_sem=rp.lambda_sem,
+        lambda_u2t=rp.lambda_u2t,
         ema_decay=rp.ema_decay,
-    )  # fmt: skip
+    )
     return DIGRanker(cfg, item_fields, item_sids)
 
 
-def save_ranker(model: DIGRanker, enc: RankerEncoding, history_len: int, out: Path,
-                extra: dict | None = None) -> Path:  # fmt: skip
+def save_ranker(
+    model: DIGRanker, enc: RankerEncoding, history_len: int, out: Path, extra: dict | None = None
+) -> Path:
     """Weights (safetensors) and config.json (network config, encoding, history length)."""
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS))
-    cfg = {"model": json.loads(model.cfg.to_json()), "encoding": json.loads(enc.to_json()),
-           "history_len": history_len, **(extra or {})}  # fmt: skip
+    cfg = {
+        "model": json.loads(model.cfg.to_json()),
+        "encoding": json.loads(enc.to_json()),
+        "history_len": history_len,
+        **(extra or {}),
+    }
     (out / CONFIG).write_text(json.dumps(cfg))
     return out
 
@@ -89,10 +110,20 @@ def load_ranker(folder: Path) -> tuple[DIGRanker, RankerEncoding, dict]:
     return model.eval(), RankerEncoding.from_dict(raw["encoding"]), raw
 
 
-def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-              sid_frame: pd.DataFrame, codebook_size: int, day: dt.date, out: Path,
-              rp: RankerParams | None = None, samples: pd.DataFrame | None = None,
-              progress: bool = True, warm_from: Path | None = None) -> dict:  # fmt: skip
+def train_run(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    sid_frame: pd.DataFrame,
+    codebook_size: int,
+    day: dt.date,
+    out: Path,
+    rp: RankerParams | None = None,
+    samples: pd.DataFrame | None = None,
+    progress: bool = True,
+    warm_from: Path | None = None,
+) -> dict:
     """Build the samples (unless given), train on the days before d, save the run folder.
 
     With `warm_from` (the previous day's run folder) and `ranker.warm_start` on, training
@@ -121,8 +152,9 @@ def train_run(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: 
             train_rows = train_rows[recent.to_numpy()].reset_index(drop=True)
             report = warm_start(model, enc, plan.pop("model"), plan.pop("encoding"))
             plan["report"] = {k: len(v) for k, v in report.items()}
-            train_params = rp.model_copy(update={"epochs": ws.epochs, "lr": ws.lr,
-                                                 "max_steps": None})  # fmt: skip
+            train_params = rp.model_copy(
+                update={"epochs": ws.epochs, "lr": ws.lr, "max_steps": None}
+            )
         else:
             plan = {"start": "cold", "reason": f"no exposures in the {ws.days} day(s) before {day}"}
     data = encode_frame(train_rows, enc, users, rp.history_len)

@@ -65,8 +65,9 @@ def exposure_rows(events: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def sampled_negative_rows(events: pd.DataFrame, catalogue: np.ndarray, per_positive: int,
-                          seed: int = 0) -> pd.DataFrame:  # fmt: skip
+def sampled_negative_rows(
+    events: pd.DataFrame, catalogue: np.ndarray, per_positive: int, seed: int = 0
+) -> pd.DataFrame:
     """Engagements as positives plus `per_positive` uniformly sampled catalogue negatives each."""
     pos = events[events["event_type"].isin(BEHAVIOURS)].copy()
     pos["request_id"] = pos["event_id"].astype(str)  # a review is its own request
@@ -118,8 +119,9 @@ def split_rows(rows: pd.DataFrame, day: dt.date, holdout: float = 0.2) -> np.nda
     return held
 
 
-def build_ranker_samples(params: Params, events: pd.DataFrame, items: pd.DataFrame,
-                         day: dt.date, store=None) -> pd.DataFrame:  # noqa: ANN001  # fmt: skip
+def build_ranker_samples(
+    params: Params, events: pd.DataFrame, items: pd.DataFrame, day: dt.date, store=None
+) -> pd.DataFrame:  # noqa: ANN001
     """The sample table for the ranker of day `day` (train: the days before, eval: day d).
 
     `events`: canonical events of days (d - train_days .. d) plus all earlier engagements (for

@@ -34,8 +34,9 @@ class RankerTrainResult:
     curve: list[dict] = field(default_factory=list)  # {"step", "total", parts...}
 
 
-def request_batches(request_key: torch.Tensor, batch_size: int, gen: torch.Generator
-                    ) -> list[torch.Tensor]:  # fmt: skip
+def request_batches(
+    request_key: torch.Tensor, batch_size: int, gen: torch.Generator
+) -> list[torch.Tensor]:
     """Row indices in batches of ~batch_size that keep each request's rows together."""
     n_req = int(request_key.max()) + 1
     order = torch.randperm(n_req, generator=gen)
@@ -58,8 +59,9 @@ def fit_bucket_means(model: DIGRanker, data: dict[str, torch.Tensor]) -> None:
         setattr(model, f"bucket_means_{layer}", sums / counts[:, None])
 
 
-def train_ranker(model: DIGRanker, data: dict[str, torch.Tensor], rp: RankerParams,
-                 progress: bool = True) -> RankerTrainResult:  # fmt: skip
+def train_ranker(
+    model: DIGRanker, data: dict[str, torch.Tensor], rp: RankerParams, progress: bool = True
+) -> RankerTrainResult:
     """Optimise eq. 8 on `data` (training rows) in place."""
     dev = device_for_training()
     torch.manual_seed(rp.seed)
@@ -108,8 +110,9 @@ def train_ranker(model: DIGRanker, data: dict[str, torch.Tensor], rp: RankerPara
 
 
 @torch.no_grad()
-def predict(model: DIGRanker, data: dict[str, torch.Tensor], batch_size: int = 4096
-            ) -> dict[str, np.ndarray]:  # fmt: skip
+def predict(
+    model: DIGRanker, data: dict[str, torch.Tensor], batch_size: int = 4096
+) -> dict[str, np.ndarray]:
     """Click probabilities of the rank path and of the retrieval path per layer."""
     model.eval()
     out: dict[str, list] = {
@@ -146,8 +149,12 @@ def grouped_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
     return float(num / den) if den else float("nan")
 
 
-def ranker_metrics(y: np.ndarray, scores: dict[str, np.ndarray], users: np.ndarray,
-                   purchase: np.ndarray | None = None) -> dict:  # fmt: skip
+def ranker_metrics(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    users: np.ndarray,
+    purchase: np.ndarray | None = None,
+) -> dict:
     """DIG Table 4 numbers plus GAUC: rank_auc, recall_auc_l*, auc_gap, gauc_*."""
     layers = sorted(k for k in scores if k.startswith("recall_l"))
     m = {"rank_auc": auc(y, scores["rank"])}

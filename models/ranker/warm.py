@@ -50,8 +50,9 @@ def _keyed_rows(name: str, model: DIGRanker, enc: RankerEncoding) -> list[str] |
     return None
 
 
-def sid_kept(old: DIGRanker, old_enc: RankerEncoding, new: DIGRanker,
-             new_enc: RankerEncoding) -> float:  # fmt: skip
+def sid_kept(
+    old: DIGRanker, old_enc: RankerEncoding, new: DIGRanker, new_enc: RankerEncoding
+) -> float:
     """Share of the items in both catalogues whose SID codes are unchanged."""
     old_rows = old_enc.vocab["item_id"]
     common = [(r, old_rows[v]) for v, r in new_enc.vocab["item_id"].items() if v in old_rows]
@@ -62,8 +63,9 @@ def sid_kept(old: DIGRanker, old_enc: RankerEncoding, new: DIGRanker,
     return float(same.float().mean())
 
 
-def warm_plan(ws: WarmStartParams, prev: Path | None, new: DIGRanker, new_enc: RankerEncoding,
-              day: dt.date) -> dict:  # fmt: skip
+def warm_plan(
+    ws: WarmStartParams, prev: Path | None, new: DIGRanker, new_enc: RankerEncoding, day: dt.date
+) -> dict:
     """Whether today's ranker may start from `prev`'s weights: {"start": "warm" | "cold", ...}.
 
     Cold when warm starts are off, there is no previous run, `cold_every_days` have passed
@@ -79,8 +81,10 @@ def warm_plan(ws: WarmStartParams, prev: Path | None, new: DIGRanker, new_enc: R
     info = json.loads((prev / "train.json").read_text())
     cold_day = dt.date.fromisoformat(info.get("cold_day", info["day"]))
     if (day - cold_day).days >= ws.cold_every_days:
-        return {"start": "cold", "reason": f"last cold start {cold_day}: every "
-                f"{ws.cold_every_days} days"}  # fmt: skip
+        return {
+            "start": "cold",
+            "reason": f"last cold start {cold_day}: every {ws.cold_every_days} days",
+        }
     old, old_enc, _ = load_ranker(prev)
     skip = set(SAME_CONFIG_EXCEPT)
     a = {k: v for k, v in json.loads(old.cfg.to_json()).items() if k not in skip}
@@ -92,13 +96,20 @@ def warm_plan(ws: WarmStartParams, prev: Path | None, new: DIGRanker, new_enc: R
     kept = sid_kept(old, old_enc, new, new_enc)
     if kept < ws.min_sid_kept:
         return {"start": "cold", "reason": f"only {kept:.1%} of the old items kept their SID"}
-    return {"start": "warm", "from": str(prev), "cold_day": cold_day.isoformat(),
-            "sid_kept": round(kept, 4), "model": old, "encoding": old_enc}  # fmt: skip
+    return {
+        "start": "warm",
+        "from": str(prev),
+        "cold_day": cold_day.isoformat(),
+        "sid_kept": round(kept, 4),
+        "model": old,
+        "encoding": old_enc,
+    }
 
 
 @torch.no_grad()
-def warm_start(new: DIGRanker, new_enc: RankerEncoding, old: DIGRanker,
-               old_enc: RankerEncoding) -> dict[str, list[str]]:  # fmt: skip
+def warm_start(
+    new: DIGRanker, new_enc: RankerEncoding, old: DIGRanker, old_enc: RankerEncoding
+) -> dict[str, list[str]]:
     """Copy `old`'s weights into `new` in place; tensor names per outcome
     ("copied", "remapped" by value, "fresh": keeps its initialisation)."""
 

@@ -39,7 +39,7 @@ COLUMNS = [
     "hr@200_purchase",
     "recall@10",
     "ndcg@10",
-]  # fmt: skip  (other cut-offs are added when evaluated)
+]  # other cut-offs are added when evaluated
 
 
 def sid_version_dir(work: Workdir, day: dt.date) -> Path:
@@ -48,8 +48,10 @@ def sid_version_dir(work: Workdir, day: dt.date) -> Path:
     for folder in (base / "artefacts", base):
         if (folder / "sid_table.parquet").exists():
             return folder
-    raise FileNotFoundError(f"no SID table for {day} under {base}: run the sid_table asset "
-                            "(or `sidflow sid build`) first")  # fmt: skip
+    raise FileNotFoundError(
+        f"no SID table for {day} under {base}: run the sid_table asset "
+        "(or `sidflow sid build`) first"
+    )
 
 
 def plain_sids(folder: Path, capacity_table) -> pd.DataFrame:
@@ -62,15 +64,28 @@ def plain_sids(folder: Path, capacity_table) -> pd.DataFrame:
     with safe_open(str(emb), framework="numpy") as f:
         vectors = f.get_tensor("vectors")
     meta = capacity_table.meta
-    table = build_sids(vectors, None, capacity_table.K, capacity_table.L, meta.get("tau", 1.05),
-                       capacity=False, seed=int(meta.get("seed", 0)),
-                       item_ids=capacity_table.frame["item_id"].to_numpy(),
-                       version=f"{capacity_table.version}-plain")  # fmt: skip
+    table = build_sids(
+        vectors,
+        None,
+        capacity_table.K,
+        capacity_table.L,
+        meta.get("tau", 1.05),
+        capacity=False,
+        seed=int(meta.get("seed", 0)),
+        item_ids=capacity_table.frame["item_id"].to_numpy(),
+        version=f"{capacity_table.version}-plain",
+    )
     return table.frame
 
 
-def _baselines(params: Params, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-               day: dt.date, names: list[str]) -> dict[str, dict]:  # fmt: skip
+def _baselines(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    day: dt.date,
+    names: list[str],
+) -> dict[str, dict]:
     """Popularity and SASRec on the same split as the retriever (all items ranked)."""
     ev, mp = params.retriever.eval, params.retriever.model
     space = FeatureSpace.build(items, users, params.data.scenes)
@@ -107,9 +122,15 @@ def _baselines(params: Params, events: pd.DataFrame, items: pd.DataFrame, users:
     return out
 
 
-def run_ablations(params: Params, warehouse, day: dt.date, variants: list[str] | None = None,
-                  baselines: list[str] | None = None, progress: bool = False,
-                  sid_day: dt.date | None = None) -> dict:  # fmt: skip
+def run_ablations(
+    params: Params,
+    warehouse,
+    day: dt.date,
+    variants: list[str] | None = None,
+    baselines: list[str] | None = None,
+    progress: bool = False,
+    sid_day: dt.date | None = None,
+) -> dict:
     """Train and evaluate every variant and baseline for `day`; write the report files.
 
     `sid_day` picks an earlier SID version (e.g. the day before, so the SIDs saw none of
@@ -131,19 +152,31 @@ def run_ablations(params: Params, warehouse, day: dt.date, variants: list[str] |
             plain = plain_sids(folder, table)
         sids = table.frame if mp.capacity_sids else plain
         out = work.retriever_dir(day, name)
-        info = train_run(params, events, items, users, sids, day, out, mp, progress,
-                         codebook_size=table.K)  # fmt: skip
-        results[name] = {**evaluate_run(params, out), "train_seconds": info["train_seconds"],
-                         "parameters": info["parameters"]}  # fmt: skip
+        info = train_run(
+            params, events, items, users, sids, day, out, mp, progress, codebook_size=table.K
+        )
+        results[name] = {
+            **evaluate_run(params, out),
+            "train_seconds": info["train_seconds"],
+            "parameters": info["parameters"],
+        }
     results.update(_baselines(params, events, items, users, day, baselines))
     report_dir = work.reports / "retriever" / f"day={day.isoformat()}"
     previous = report_dir / "ablations.json"
     if previous.exists():  # re-running a subset updates those rows of the day's table
         results = {**json.loads(previous.read_text()), **results}
     write_report(results, report_dir, day)
-    (report_dir / "ablations_setup.json").write_text(json.dumps({
-        "day": day.isoformat(), "sid_version": table.version, "sid_folder": str(folder),
-        "retriever": params.retriever.model_dump(mode="json")}, indent=2))  # fmt: skip
+    (report_dir / "ablations_setup.json").write_text(
+        json.dumps(
+            {
+                "day": day.isoformat(),
+                "sid_version": table.version,
+                "sid_folder": str(folder),
+                "retriever": params.retriever.model_dump(mode="json"),
+            },
+            indent=2,
+        )
+    )
     return results
 
 
@@ -167,8 +200,11 @@ def write_report(results: dict[str, dict], folder: Path, day: dt.date | None = N
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"md": folder / "ablations.md", "json": folder / "ablations.json",
-             "png": folder / "ablations.png"}  # fmt: skip
+    paths = {
+        "md": folder / "ablations.md",
+        "json": folder / "ablations.json",
+        "png": folder / "ablations.png",
+    }
     paths["md"].write_text(ablation_markdown(results, day))
     paths["json"].write_text(json.dumps(results, indent=2, default=float))
     ks = sorted(
@@ -181,8 +217,13 @@ def write_report(results: dict[str, dict], folder: Path, day: dt.date | None = N
     for i, k in enumerate(ks):
         vals = [results[n].get(k, np.nan) for n in names]
         ax.bar(np.arange(len(names)) + i * width, vals, width, label=k.upper())
-    ax.set_xticks(np.arange(len(names)) + width * (len(ks) - 1) / 2, names, rotation=25,
-                  ha="right", fontsize=8)  # fmt: skip
+    ax.set_xticks(
+        np.arange(len(names)) + width * (len(ks) - 1) / 2,
+        names,
+        rotation=25,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel("hit ratio (held-out engagements)")
     ax.set_title(f"Retriever ablations{f' as of {day}' if day else ''}")
     # the legend beside the bars, not over them

@@ -20,8 +20,13 @@ from models.retriever.trie import PathTrie
 
 
 @torch.no_grad()
-def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-                top_n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def beam_search(
+    model: UniRec,
+    batch: dict[str, torch.Tensor],
+    trie: PathTrie,
+    beam_size: int,
+    top_n: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-N items per request.
 
     Returns (items (B, N) item rows of the trie's catalogue, -1 where fewer than N valid
@@ -51,8 +56,9 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
         scores, idx = cand.topk(k, dim=1)  # (B, W')
         beam = torch.div(idx, v, rounding_mode="floor")  # parent beam of each survivor
         tok = idx % v
-        prefix = torch.cat([prefix.gather(1, beam[..., None].expand(-1, -1, t)), tok[..., None]],
-                           dim=2)  # fmt: skip
+        prefix = torch.cat(
+            [prefix.gather(1, beam[..., None].expand(-1, -1, t)), tok[..., None]], dim=2
+        )
         nodes = child.view(b, -1).gather(1, idx)  # -1 where the candidate was not allowed
         if not last:  # the cache serves the next step only
             cache = model.reorder_cache(cache, b, beam)
@@ -69,8 +75,9 @@ def beam_search(model: UniRec, batch: dict[str, torch.Tensor], trie: PathTrie, b
     return items, scores
 
 
-def last_step_logprobs(model: UniRec, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache,
-                       vocab: int) -> torch.Tensor:  # fmt: skip
+def last_step_logprobs(
+    model: UniRec, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache, vocab: int
+) -> torch.Tensor:
     """log p(s_t | prefix) (B, W, V_t) of the final step, decoding only the beams with a choice.
 
     Beams whose prefix has a single trie child under the model's per-node softmax get 0 (log 1)
@@ -84,7 +91,8 @@ def last_step_logprobs(model: UniRec, ctx: DecodeContext, prefix: torch.Tensor, 
     logp = torch.zeros((b, w, vocab), device=prefix.device)  # the trie masks all but the child
     req, beam = torch.nonzero(~fixed, as_tuple=True)  # (M,) each
     if len(req):
-        sub, _ = model.step_logprobs(ctx.select(req), prefix[req, beam][:, None],
-                                     model.select_cache(cache, w, req, beam))  # fmt: skip
+        sub, _ = model.step_logprobs(
+            ctx.select(req), prefix[req, beam][:, None], model.select_cache(cache, w, req, beam)
+        )
         logp[req, beam] = sub[:, 0].to(logp.dtype)  # (M, V_t)
     return logp

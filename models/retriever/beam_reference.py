@@ -25,8 +25,9 @@ def dict_trie(codes: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def reference_beam_search(model: UniRec, batch: dict[str, torch.Tensor], codes: np.ndarray,
-                          beam_size: int) -> list[list[tuple[int, float]]]:  # fmt: skip
+def reference_beam_search(
+    model: UniRec, batch: dict[str, torch.Tensor], codes: np.ndarray, beam_size: int
+) -> list[list[tuple[int, float]]]:
     """For each request: [(item row, path log-prob)] best first, at most `beam_size`."""
     model.eval()
     root = dict_trie(codes)
@@ -50,7 +51,8 @@ def reference_beam_search(model: UniRec, batch: dict[str, torch.Tensor], codes: 
         if model.item_head is not None and model.item_head_weight:  # item_head.py re-ranking
             item_logp = model.item_logprobs(model.encode(one))[0].float()
             w = model.item_head_weight
-            found = sorted(((i, s + w * float(item_logp[i])) for i, s in found),
-                           key=lambda c: -c[1])  # fmt: skip
+            found = sorted(
+                ((i, s + w * float(item_logp[i])) for i, s in found), key=lambda c: -c[1]
+            )
         results.append(found)
     return results

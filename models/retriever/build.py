@@ -24,9 +24,14 @@ class RetrieverParts:
     model: UniRec
 
 
-def build_retriever(params: RetrieverModelParams, items: pd.DataFrame, users: pd.DataFrame,
-                    sid_table: pd.DataFrame, scenes: list[str],
-                    codebook_size: int | None = None) -> RetrieverParts:  # fmt: skip
+def build_retriever(
+    params: RetrieverModelParams,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    sid_table: pd.DataFrame,
+    scenes: list[str],
+    codebook_size: int | None = None,
+) -> RetrieverParts:
     """Feature space, item paths, trie and an initialised model for these settings."""
     bad = [f for f in params.profile_fields if f not in ("user_id", "age_bucket", "region")]
     if bad:
@@ -34,10 +39,19 @@ def build_retriever(params: RetrieverModelParams, items: pd.DataFrame, users: pd
     space = FeatureSpace.build(items, users, scenes)
     paths = build_item_paths(space.items, sid_table, params.chain, codebook_size)
     k = codebook_size or int(sid_table[sid_columns(sid_table)].to_numpy().max()) + 1
-    cfg = UniRecConfig(path=paths.spec, tasks=task_names(scenes), field_vocab=space.field_sizes,
-                       n_event_types=len(BEHAVIOURS), sid_vocab=k,
-                       model=params.model_dump())  # fmt: skip
-    model = UniRec(cfg, space.item_fields(params.seq_fields), space.item_sids(sid_table),
-                   torch.from_numpy(paths.codes),
-                   torch.from_numpy(space.ids("item_id", paths.item_ids)))  # fmt: skip
+    cfg = UniRecConfig(
+        path=paths.spec,
+        tasks=task_names(scenes),
+        field_vocab=space.field_sizes,
+        n_event_types=len(BEHAVIOURS),
+        sid_vocab=k,
+        model=params.model_dump(),
+    )
+    model = UniRec(
+        cfg,
+        space.item_fields(params.seq_fields),
+        space.item_sids(sid_table),
+        torch.from_numpy(paths.codes),
+        torch.from_numpy(space.ids("item_id", paths.item_ids)),
+    )
     return RetrieverParts(space, paths, PathTrie(paths.codes, paths.spec.vocab_sizes), model)

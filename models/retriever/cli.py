@@ -36,11 +36,20 @@ def cmd_retriever(args: argparse.Namespace) -> int:
     table = load_sid_table(sid_version_dir(work, sid_day))
     events, items, users = warehouse_inputs(wh, day)
     out = Path(args.out) if args.out else work.retriever_dir(day)
-    info = train_run(params, events, items, users, table.frame, day, out,
-                     codebook_size=table.K)  # fmt: skip
+    info = train_run(params, events, items, users, table.frame, day, out, codebook_size=table.K)
     metrics = evaluate_run(params, out, progress=True)
-    print(json.dumps({"day": str(day), "folder": str(out), "train": {k: v for k, v in info.items()
-                      if k != "losses"}, "metrics": metrics}, indent=2, default=str))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "day": str(day),
+                "folder": str(out),
+                "train": {k: v for k, v in info.items() if k != "losses"},
+                "metrics": metrics,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 
@@ -63,9 +72,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         variants = [v for v in args.variants.split(",") if v] if args.variants is not None else None
         baselines = args.baselines.split(",") if args.baselines is not None else None
         sid_day = dt.date.fromisoformat(args.sid_day) if args.sid_day else None
-        results = run_ablations(params, wh, day, variants, [b for b in baselines or [] if b]
-                                if baselines is not None else None, progress=True,
-                                sid_day=sid_day)  # fmt: skip
+        results = run_ablations(
+            params,
+            wh,
+            day,
+            variants,
+            [b for b in baselines or [] if b] if baselines is not None else None,
+            progress=True,
+            sid_day=sid_day,
+        )
         folder = work.reports / "retriever" / f"day={day.isoformat()}"
         print((folder / "ablations.md").read_text())
         print(json.dumps({"report": str(folder), "methods": list(results)}, indent=2))
@@ -90,8 +105,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("evaluate", help="evaluate the retriever; --ablations for the table")
     s.add_argument("--day", help="as-of day YYYY-MM-DD (default: the last warehouse day)")
     s.add_argument("--size", help="world size preset")
-    s.add_argument("--ablations", action="store_true",
-                   help="train + evaluate every variant and baseline; writes Markdown/JSON/PNG")  # fmt: skip
+    s.add_argument(
+        "--ablations",
+        action="store_true",
+        help="train + evaluate every variant and baseline; writes Markdown/JSON/PNG",
+    )
     s.add_argument("--variants", help="comma list (default: all ablations + tiger)")
     s.add_argument("--baselines", help="comma list (default: popularity,sasrec_bce,sasrec_ce)")
     s.add_argument("--sid-day", help="use the SID version of this day (default: --day)")

@@ -27,8 +27,9 @@ def table_size(vocab_pairs: list[tuple[int, int]]) -> int:
 class ContentSummary(nn.Module):
     """c_t for every decoding step t from the tokens decoded before t."""
 
-    def __init__(self, vocab_sizes: list[int], pairs: list[tuple[int, int]], n_hashes: int,
-                 d_hash: int):  # fmt: skip
+    def __init__(
+        self, vocab_sizes: list[int], pairs: list[tuple[int, int]], n_hashes: int, d_hash: int
+    ):
         super().__init__()
         if not pairs:
             raise ValueError("content summary needs at least one (field, field) pair")

@@ -18,8 +18,14 @@ BEAM_BATCH = 16
 
 
 @torch.no_grad()
-def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-                    batch_size: int = BEAM_BATCH, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def beam_candidates(
+    model: UniRec,
+    data: dict[str, torch.Tensor],
+    trie: PathTrie,
+    beam_size: int,
+    batch_size: int = BEAM_BATCH,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Beam-search top-`beam_size` items of every sample with their path log-probabilities:
     (items (n, beam_size) item rows, -1 padded; logp (n, beam_size), -inf padded);
     `batch_size` requests per `beam_search` call (see BEAM_BATCH)."""
@@ -37,8 +43,9 @@ def beam_candidates(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie
 
 
 @torch.no_grad()
-def item_head_logprobs(model: UniRec, data: dict[str, torch.Tensor], items: np.ndarray,
-                       batch_size: int = 256) -> np.ndarray:  # fmt: skip
+def item_head_logprobs(
+    model: UniRec, data: dict[str, torch.Tensor], items: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
     """The item head's log p_item (n, W) of candidate path rows `items` (n, W) (-1 padded: 0),
     e.g. to choose `item_head_weight` on validation candidates decoded with weight 0."""
     if model.item_head is None:
@@ -54,17 +61,32 @@ def item_head_logprobs(model: UniRec, data: dict[str, torch.Tensor], items: np.n
     return np.where(items >= 0, out, 0.0).astype(np.float32)
 
 
-def rank_items(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, beam_size: int,
-               batch_size: int = BEAM_BATCH, progress: bool = False) -> np.ndarray:  # fmt: skip
+def rank_items(
+    model: UniRec,
+    data: dict[str, torch.Tensor],
+    trie: PathTrie,
+    beam_size: int,
+    batch_size: int = BEAM_BATCH,
+    progress: bool = False,
+) -> np.ndarray:
     """Beam-search top-`beam_size` item rows for every sample: (n, beam_size), -1 padded."""
     return beam_candidates(model, data, trie, beam_size, batch_size, progress)[0]
 
 
 @torch.no_grad()
-def evaluate(model: UniRec, data: dict[str, torch.Tensor], trie: PathTrie, *, beam_size: int,
-             hr_ks: list[int], rank_ks: list[int], batch_size: int = BEAM_BATCH,
-             purchase: np.ndarray | None = None, progress: bool = False,
-             ranked: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+def evaluate(
+    model: UniRec,
+    data: dict[str, torch.Tensor],
+    trie: PathTrie,
+    *,
+    beam_size: int,
+    hr_ks: list[int],
+    rank_ks: list[int],
+    batch_size: int = BEAM_BATCH,
+    purchase: np.ndarray | None = None,
+    progress: bool = False,
+    ranked: np.ndarray | None = None,
+) -> dict[str, float]:
     """HR@K (all / purchase), Recall/NDCG@K and token hit ratio @3 per decoding step.
 
     Targets without a decoding path (item unknown to the SID table) count as misses.

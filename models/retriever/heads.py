@@ -35,8 +35,9 @@ class MaskBlock(nn.Module):
         super().__init__()
         self.mask = nn.Sequential(nn.Linear(d_x, d_out), nn.ReLU(), nn.Linear(d_out, d_out))
         self.hid = nn.Sequential(nn.Linear(d_in, d_out, bias=False), nn.LayerNorm(d_out))
-        self.out = nn.Sequential(nn.Linear(d_out, d_out, bias=False), nn.LayerNorm(d_out),
-                                 nn.ReLU())  # fmt: skip
+        self.out = nn.Sequential(
+            nn.Linear(d_out, d_out, bias=False), nn.LayerNorm(d_out), nn.ReLU()
+        )
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """x (N, d_x) the guide, h (N, d_in) -> (N, d_out)."""
@@ -46,8 +47,9 @@ class MaskBlock(nn.Module):
 class RankHead(nn.Module):
     """g^(t): SENet + serial MaskNet over [q_t, e_prefix, c_t, h_agg] -> logits (N, V_t)."""
 
-    def __init__(self, field_dims: list[int], d_hidden: int, n_blocks: int, vocab: int,
-                 dropout: float):  # fmt: skip
+    def __init__(
+        self, field_dims: list[int], d_hidden: int, n_blocks: int, vocab: int, dropout: float
+    ):
         super().__init__()
         d_x = sum(field_dims)
         self.se = SENet(len(field_dims))

@@ -25,11 +25,25 @@ from models.retriever.layers import HistoryEncoderBlock
 class InputEncoder(nn.Module):
     """Batch of requests -> behaviour memory (B, S, d), its mask and h_agg (B, d_agg)."""
 
-    def __init__(self, *, item_fields: torch.Tensor, item_sids: torch.Tensor,
-                 field_vocab: dict[str, int], seq_fields: list[str], profile_fields: list[str],
-                 n_event_types: int, sid_vocab: int, d_field: int, d_model: int,
-                 history_len: int, mm_len: int, encoder_layers: int = 0, n_heads: int = 1,
-                 ffn_hidden: int = 0, dropout: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        item_fields: torch.Tensor,
+        item_sids: torch.Tensor,
+        field_vocab: dict[str, int],
+        seq_fields: list[str],
+        profile_fields: list[str],
+        n_event_types: int,
+        sid_vocab: int,
+        d_field: int,
+        d_model: int,
+        history_len: int,
+        mm_len: int,
+        encoder_layers: int = 0,
+        n_heads: int = 1,
+        ffn_hidden: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         # item_fields (N+1, F_s): ids of seq_fields per item row (row 0 = padding)
         # item_sids (N+1, L): SID code + 1 per item row (0 = unknown / padding)
@@ -68,8 +82,9 @@ class InputEncoder(nn.Module):
         for emb in self.field_emb.values():
             nn.init.normal_(emb.weight, std=0.02)
 
-    def forward(self, profile: torch.Tensor, hist: torch.Tensor, hist_type: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    def forward(
+        self, profile: torch.Tensor, hist: torch.Tensor, hist_type: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """profile (B, F_p) ids, hist (B, T) item rows (0 = pad, most recent last),
         hist_type (B, T) event-type ids -> mem (B, S, d), mem_mask (B, S), h_agg (B, d_agg)."""
         b = hist.shape[0]

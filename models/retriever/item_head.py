@@ -26,8 +26,9 @@ from torch import nn
 class ItemHead(nn.Module):
     """Logits over the catalogue's N path rows from (q_0, h_agg)."""
 
-    def __init__(self, d_model: int, d_agg: int, item_ids: torch.Tensor, d_item: int,
-                 tie: bool) -> None:  # fmt: skip
+    def __init__(
+        self, d_model: int, d_agg: int, item_ids: torch.Tensor, d_item: int, tie: bool
+    ) -> None:
         """`item_ids` (N,): each path row's id in the item_id field vocabulary (the rows' keys
         for warm starts); with `tie` the output vectors also read that row of the item_id input
         embedding (width `d_item`)."""
@@ -41,8 +42,9 @@ class ItemHead(nn.Module):
         nn.init.zeros_(self.bias.weight)
         self.tie = nn.Linear(d_item, d_model, bias=False) if tie else None
 
-    def forward(self, q0: torch.Tensor, h_agg: torch.Tensor,
-                item_emb: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, q0: torch.Tensor, h_agg: torch.Tensor, item_emb: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """q0 (B, d), h_agg (B, d_agg), item_emb (V_item, d_item) input table -> logits (B, N)."""
         u = self.query(torch.cat([q0, h_agg], dim=-1))  # (B, d)
         vec = self.emb.weight  # (N, d)
@@ -51,8 +53,9 @@ class ItemHead(nn.Module):
         return u @ vec.T + self.bias.weight[:, 0]
 
 
-def rerank(items: torch.Tensor, scores: torch.Tensor, item_logp: torch.Tensor, weight: float
-           ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def rerank(
+    items: torch.Tensor, scores: torch.Tensor, item_logp: torch.Tensor, weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """items (B, W) path rows (-1 = none), scores (B, W) path log-probabilities, item_logp
     (B, N) -> (items, scores + weight * item_logp[items]) re-sorted descending; padding stays
     last with -inf."""

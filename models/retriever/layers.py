@@ -39,8 +39,9 @@ class GatedCrossAttention(nn.Module):
         k, v = self.kv_proj(mem).view(b, s, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
         return k, v
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
-                mem_mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mem_mask: torch.Tensor
+    ) -> torch.Tensor:
         """x (B, Q, d) queries, mem_mask (B, S) True = real token -> (B, Q, d)."""
         b, q, d = x.shape
         qh = self.q(x).view(b, q, self.h, self.dh).transpose(1, 2)  # (B, H, Q, dh)
@@ -179,9 +180,12 @@ class HistoryEncoderBlock(nn.Module):
         b, s, d = x.shape
         q, k, v = self.qkv(self.norm_sa(x)).view(b, s, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask[:, None, None, :],
+            q,
+            k,
+            v,
+            attn_mask=mask[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, H, S, dh)  # fmt: skip
+        )  # (B, H, S, dh)
         x = x + self.drop(self.out(y.transpose(1, 2).reshape(b, s, d)))
         return x + self.drop(self.ffn(self.norm_ff(x)))
 
@@ -189,8 +193,16 @@ class HistoryEncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     """Pre-norm block: [causal self-attn] + gated cross-attn + MMoE-FFN (eq. 14-15)."""
 
-    def __init__(self, d: int, n_heads: int, hidden: int, n_experts: int, n_gates: int,
-                 dropout: float, self_attention: bool):  # fmt: skip
+    def __init__(
+        self,
+        d: int,
+        n_heads: int,
+        hidden: int,
+        n_experts: int,
+        n_gates: int,
+        dropout: float,
+        self_attention: bool,
+    ):
         super().__init__()
         self.self_attn = CausalSelfAttention(d, n_heads, dropout) if self_attention else None
         self.norm_sa = nn.RMSNorm(d) if self_attention else None
@@ -200,8 +212,14 @@ class DecoderBlock(nn.Module):
         self.ffn = MMoEFFN(d, hidden, n_experts, n_gates, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, kv: KV, mem_mask: torch.Tensor, gate_id: torch.Tensor,
-                past: KV | None = None) -> tuple[torch.Tensor, KV | None]:  # fmt: skip
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv: KV,
+        mem_mask: torch.Tensor,
+        gate_id: torch.Tensor,
+        past: KV | None = None,
+    ) -> tuple[torch.Tensor, KV | None]:
         """x (B, W, t, d): W beams of t new path positions per request.
 
         `past` caches the self-attention keys/values of earlier positions, (B*W, H, t0, dh).

@@ -75,9 +75,14 @@ class DecodeContext:
 class UniRec(nn.Module):
     """Decoder-only generative retriever with cross-attention to the behaviour sequence."""
 
-    def __init__(self, cfg: UniRecConfig, item_fields: torch.Tensor, item_sids: torch.Tensor,
-                 item_paths: torch.Tensor | None = None,
-                 path_item_ids: torch.Tensor | None = None):  # fmt: skip
+    def __init__(
+        self,
+        cfg: UniRecConfig,
+        item_fields: torch.Tensor,
+        item_sids: torch.Tensor,
+        item_paths: torch.Tensor | None = None,
+        path_item_ids: torch.Tensor | None = None,
+    ):
         """`item_paths` (N, P): the catalogue's decoding paths, needed by the trie-node options
         (`node_dim`, `trie_softmax`); `path_item_ids` (N,): each path's item_id field id
         (`node_tie`, `item_head`)."""
@@ -88,13 +93,22 @@ class UniRec(nn.Module):
         self.n_steps = spec.n_steps
         self.task_bos = m["task_bos"]
         self.inputs = InputEncoder(
-            item_fields=item_fields, item_sids=item_sids, field_vocab=cfg.field_vocab,
-            seq_fields=m["seq_fields"], profile_fields=m["profile_fields"],
-            n_event_types=cfg.n_event_types, sid_vocab=cfg.sid_vocab, d_field=m["d_field"],
-            d_model=d, history_len=m["history_len"], mm_len=m["mm_len"],
-            encoder_layers=m.get("encoder_layers", 0), n_heads=m["n_heads"],
-            ffn_hidden=int(m["ffn_mult"] * d), dropout=m["dropout"],
-        )  # fmt: skip
+            item_fields=item_fields,
+            item_sids=item_sids,
+            field_vocab=cfg.field_vocab,
+            seq_fields=m["seq_fields"],
+            profile_fields=m["profile_fields"],
+            n_event_types=cfg.n_event_types,
+            sid_vocab=cfg.sid_vocab,
+            d_field=m["d_field"],
+            d_model=d,
+            history_len=m["history_len"],
+            mm_len=m["mm_len"],
+            encoder_layers=m.get("encoder_layers", 0),
+            n_heads=m["n_heads"],
+            ffn_hidden=int(m["ffn_mult"] * d),
+            dropout=m["dropout"],
+        )
         # Task-Conditioned BOS (§3.4): one learned start embedding per (behaviour x scene).
         self.bos = nn.Embedding(len(cfg.tasks) if self.task_bos else 1, d)
         # decoder input embeddings of path tokens 0..P-2 (the last token is never an input)
@@ -102,15 +116,25 @@ class UniRec(nn.Module):
         self.pos = nn.Embedding(self.n_steps, d)
         n_gates = len(cfg.tasks) if self.task_bos else 1
         self.blocks = nn.ModuleList(
-            DecoderBlock(d, m["n_heads"], int(m["ffn_mult"] * d), m["n_experts"], n_gates,
-                         m["dropout"], m["self_attention"])
+            DecoderBlock(
+                d,
+                m["n_heads"],
+                int(m["ffn_mult"] * d),
+                m["n_experts"],
+                n_gates,
+                m["dropout"],
+                m["self_attention"],
+            )
             for _ in range(m["n_layers"])
-        )  # fmt: skip
+        )
         self.norm = nn.RMSNorm(d)
         self.cs = None
         if m["content_summary"]:
-            pairs = [(spec.fields.index(a), spec.fields.index(b)) for a, b in m["cs_pairs"]
-                     if a in spec.fields and b in spec.fields]  # fmt: skip
+            pairs = [
+                (spec.fields.index(a), spec.fields.index(b))
+                for a, b in m["cs_pairs"]
+                if a in spec.fields and b in spec.fields
+            ]
             if pairs:
                 self.cs = ContentSummary(spec.vocab_sizes, pairs, m["cs_hashes"], m["d_hash"])
         # per-step rank heads (§3.5.3); prefix embeddings of each decoded token
@@ -119,8 +143,9 @@ class UniRec(nn.Module):
         self.heads = nn.ModuleList()
         for t in range(self.n_steps):
             dims = [d] + [m["d_prefix"]] * t + ([self.cs.d_out] if self.cs else []) + [d_agg]
-            self.heads.append(RankHead(dims, d, m["mask_blocks"], spec.vocab_sizes[t],
-                                       m["dropout"]))  # fmt: skip
+            self.heads.append(
+                RankHead(dims, d, m["mask_blocks"], spec.vocab_sizes[t], m["dropout"])
+            )
         for emb in [self.bos, self.pos, *self.tok, *self.prefix]:
             nn.init.normal_(emb.weight, std=0.02)
         self.trie_softmax = m.get("trie_softmax", False)
@@ -131,15 +156,22 @@ class UniRec(nn.Module):
             tie = m.get("node_tie", False) and "item_id" in m["seq_fields"]
             if tie and path_item_ids is None:
                 raise ValueError("retriever.model.node_tie needs each path's item id")
-            self.nodes = PathNodes(item_paths, spec.vocab_sizes, d, m.get("node_dim", 0),
-                                   path_item_ids if tie else None, m["d_field"])  # fmt: skip
+            self.nodes = PathNodes(
+                item_paths,
+                spec.vocab_sizes,
+                d,
+                m.get("node_dim", 0),
+                path_item_ids if tie else None,
+                m["d_field"],
+            )
         self.item_head = None
         self.item_head_weight = float(m.get("item_head_weight", 1.0))
         if m.get("item_head", False):
             if path_item_ids is None:
                 raise ValueError("retriever.model.item_head needs each path's item id")
-            self.item_head = ItemHead(d, d_agg, path_item_ids, m["d_field"],
-                                      tie="item_id" in m["seq_fields"])  # fmt: skip
+            self.item_head = ItemHead(
+                d, d_agg, path_item_ids, m["d_field"], tie="item_id" in m["seq_fields"]
+            )
 
     # ---- request side -------------------------------------------------------------
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
@@ -149,8 +181,9 @@ class UniRec(nn.Module):
         return DecodeContext([blk.cross.kv(mem) for blk in self.blocks], mem_mask, h_agg, task)
 
     # ---- decoding path ------------------------------------------------------------
-    def _decode(self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
-                ) -> tuple[torch.Tensor, Cache]:  # fmt: skip
+    def _decode(
+        self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
+    ) -> tuple[torch.Tensor, Cache]:
         """prefix (B, W, t) decoded tokens -> decoder states and the self-attention cache.
 
         Without `cache` every position 0..t (BOS + t tokens) is computed: (B, W, t+1, d).
@@ -195,19 +228,32 @@ class UniRec(nn.Module):
             return torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
         return self.nodes.child_count(prefix.shape[1], self.nodes.nodes(prefix)) == 1
 
-    def _head(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
-              h_agg: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _head(
+        self,
+        t: int,
+        q: torch.Tensor,
+        prefix: torch.Tensor,
+        cs: torch.Tensor | None,
+        h_agg: torch.Tensor,
+    ) -> torch.Tensor:
         """Logits (N, V_t) of step t from q (N, d), prefix (N, >=t), cs (N, d_cs), h_agg (N, .)."""
         head = self.heads[t]
         if self.nodes is None:
             return head(self.head_fields(t, q, prefix, cs, h_agg))
         h = head.hidden(self.head_fields(t, q, prefix, cs, h_agg))
         item_emb = self.inputs.field_emb["item_id"].weight if self.nodes.tied else None
-        return self.nodes.adjust_logits(t, head.logits(h), h, prefix[:, :t], self.trie_softmax,
-                                        item_emb)  # fmt: skip
+        return self.nodes.adjust_logits(
+            t, head.logits(h), h, prefix[:, :t], self.trie_softmax, item_emb
+        )
 
-    def head_fields(self, t: int, q: torch.Tensor, prefix: torch.Tensor, cs: torch.Tensor | None,
-                    h_agg: torch.Tensor) -> list[torch.Tensor]:  # fmt: skip
+    def head_fields(
+        self,
+        t: int,
+        q: torch.Tensor,
+        prefix: torch.Tensor,
+        cs: torch.Tensor | None,
+        h_agg: torch.Tensor,
+    ) -> list[torch.Tensor]:
         """The inputs x_t of rank head t (eq. 18): [q_t, e_prefix(<t), c_t, h_agg]."""
         fields = [q] + [self.prefix[j](prefix[:, j]) for j in range(t)]
         if self.cs is not None:
@@ -215,8 +261,9 @@ class UniRec(nn.Module):
         fields.append(h_agg)
         return fields
 
-    def step_logprobs(self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
-                      ) -> tuple[torch.Tensor, Cache]:  # fmt: skip
+    def step_logprobs(
+        self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
+    ) -> tuple[torch.Tensor, Cache]:
         """log p(s_t | prefix) for t = prefix length: prefix (B, W, t) -> (B, W, V_t).
 
         Pass the returned cache (reordered to the surviving beams) to the next step to
@@ -243,8 +290,9 @@ class UniRec(nn.Module):
         item_emb = self.inputs.field_emb["item_id"].weight if self.item_head.tie else None
         return self.item_head(q0, h_agg, item_emb)
 
-    def _teacher_forced(self, batch: dict[str, torch.Tensor]
-                        ) -> tuple[DecodeContext, torch.Tensor, list[torch.Tensor]]:  # fmt: skip
+    def _teacher_forced(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[DecodeContext, torch.Tensor, list[torch.Tensor]]:
         """Teacher forcing: (context, decoder states (B, P, d), logits (B, V_t) of every step t
         given the true prefix)."""
         ctx = self.encode(batch)

@@ -28,8 +28,15 @@ from torch import nn
 class PathNodes(nn.Module):
     """The catalogue's path trie as buffers, with optional per-edge output vectors."""
 
-    def __init__(self, codes: torch.Tensor, vocab_sizes: list[int], d_hidden: int, d_node: int,
-                 item_ids: torch.Tensor | None = None, d_item: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        vocab_sizes: list[int],
+        d_hidden: int,
+        d_node: int,
+        item_ids: torch.Tensor | None = None,
+        d_item: int = 0,
+    ):
         """codes (N, P): the catalogue's paths. With `item_ids` (N,) (each path's id in the
         item_id embedding table, width `d_item`) an edge's vector also gets the mean input
         embedding of the items below it, through a linear map per step (tied in/out items)."""
@@ -97,8 +104,15 @@ class PathNodes(nn.Module):
         edge = start[row] + torch.arange(len(row), device=node.device) - first[row]
         return row, edge
 
-    def adjust_logits(self, t: int, logits: torch.Tensor, hidden: torch.Tensor, prefix: torch.Tensor,
-                      trie_softmax: bool, item_emb: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def adjust_logits(
+        self,
+        t: int,
+        logits: torch.Tensor,
+        hidden: torch.Tensor,
+        prefix: torch.Tensor,
+        trie_softmax: bool,
+        item_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Add step t's edge logits to `logits` (R, V_t) and mask non-children when asked.
 
         hidden (R, d_hidden) is the rank head's last layer, prefix (R, t) the decoded tokens,

@@ -67,8 +67,9 @@ def step_rows(spec: PathSpec, t: int) -> list[str]:
     return [str(c) for c in range(spec.vocab_sizes[t])]
 
 
-def _keyed_rows(name: str, old: UniRec, new: UniRec, old_vocab: dict, new_vocab: dict
-                ) -> tuple[list[str], list[str]] | None:  # fmt: skip
+def _keyed_rows(
+    name: str, old: UniRec, new: UniRec, old_vocab: dict, new_vocab: dict
+) -> tuple[list[str], list[str]] | None:
     """The (old, new) row vocabularies of a vocabulary-keyed tensor, None for other tensors."""
     m = re.fullmatch(r"inputs\.field_emb\.(\w+)\.weight", name)
     if m:
@@ -92,28 +93,41 @@ def _keyed_rows(name: str, old: UniRec, new: UniRec, old_vocab: dict, new_vocab:
             field_rows(old_vocab.get("item_id", {})),
             field_rows(new_vocab["item_id"]),
         )
-        return ([old_ids[i] for i in old.item_head.item_ids.tolist()],
-                [new_ids[i] for i in new.item_head.item_ids.tolist()])  # fmt: skip
+        return (
+            [old_ids[i] for i in old.item_head.item_ids.tolist()],
+            [new_ids[i] for i in new.item_head.item_ids.tolist()],
+        )
     return None
 
 
 @torch.no_grad()
-def warm_start(new: UniRec, old: UniRec, new_vocab: dict[str, dict[str, int]],
-               old_vocab: dict[str, dict[str, int]]) -> dict[str, list[str]]:  # fmt: skip
+def warm_start(
+    new: UniRec,
+    old: UniRec,
+    new_vocab: dict[str, dict[str, int]],
+    old_vocab: dict[str, dict[str, int]],
+) -> dict[str, list[str]]:
     """Copy `old`'s weights into `new` in place; returns the tensor names per outcome.
 
     `*_vocab` are the FeatureSpace vocabularies (field -> value -> id) the models were built
     with. Outcomes: "copied" (same name and shape), "remapped" (rows matched by value),
     "fresh" (no counterpart: keeps its initialisation).
     """
-    return copy_weights(new, old, lambda name: _keyed_rows(name, old, new, old_vocab, new_vocab),
-                        skip=lambda name: name in FRESH_BUFFERS)  # fmt: skip
+    return copy_weights(
+        new,
+        old,
+        lambda name: _keyed_rows(name, old, new, old_vocab, new_vocab),
+        skip=lambda name: name in FRESH_BUFFERS,
+    )
 
 
 @torch.no_grad()
-def copy_weights(new: torch.nn.Module, old: torch.nn.Module,
-                 keyed_rows: Callable[[str], tuple[list[str], list[str]] | None],
-                 skip: Callable[[str], bool]) -> dict[str, list[str]]:  # fmt: skip
+def copy_weights(
+    new: torch.nn.Module,
+    old: torch.nn.Module,
+    keyed_rows: Callable[[str], tuple[list[str], list[str]] | None],
+    skip: Callable[[str], bool],
+) -> dict[str, list[str]]:
     """Copy `old`'s tensors into `new` in place (shared by the retriever and ranker warm starts).
 
     `keyed_rows(name)` gives the (old, new) row vocabularies of a vocabulary-keyed tensor

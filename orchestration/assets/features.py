@@ -52,8 +52,9 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
             )
         ],
     )
-    def feature_tables(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                       warehouse: WarehouseResource):  # fmt: skip
+    def feature_tables(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ):
         day = _day(context)
         params, paths = sidflow.params, sidflow.paths
         report = compute_feature_tables(
@@ -61,8 +62,9 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         )
         tables = {v: read_feature_table(paths.features_dir, v, day) for v in report.rows}
         png = plot_png(report, tables["item_stats"], paths.reports / "features" / f"day={day}.png")
-        freshness = max((t["event_timestamp"].max() for t in tables.values() if len(t)),
-                        default=None)  # fmt: skip
+        freshness = max(
+            (t["event_timestamp"].max() for t in tables.values() if len(t)), default=None
+        )
         yield dg.MaterializeResult(
             metadata={
                 "rows_total": sum(len(t) for t in tables.values()),
@@ -110,11 +112,20 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
     def feast_registry(sidflow: SidflowResource) -> dg.MaterializeResult:
         summary = apply(sidflow.params)
         views = pd.DataFrame(
-            [{"feature_view": v, "features": n, "entities": ", ".join(s.join_keys),
-              "ttl_days": sidflow.params.features.ttl_days[s.ttl_group]}
-             for (v, n), s in zip(summary["feature_views"].items(),
-                                  view_specs(sidflow.params.features).values(), strict=True)]
-        )  # fmt: skip
+            [
+                {
+                    "feature_view": v,
+                    "features": n,
+                    "entities": ", ".join(s.join_keys),
+                    "ttl_days": sidflow.params.features.ttl_days[s.ttl_group],
+                }
+                for (v, n), s in zip(
+                    summary["feature_views"].items(),
+                    view_specs(sidflow.params.features).values(),
+                    strict=True,
+                )
+            ]
+        )
         return dg.MaterializeResult(
             metadata={
                 "project": summary["project"],
@@ -154,8 +165,10 @@ def build_feature_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsD
         as_of = online_as_of(params, day, store)
         requests = sample_requests(params, day)
         result = compare_online_offline(params, requests, as_of, store)
-        tables = {v: read_feature_table(sidflow.paths.features_dir, v, day)
-                  for v in view_specs(params.features)}  # fmt: skip
+        tables = {
+            v: read_feature_table(sidflow.paths.features_dir, v, day)
+            for v in view_specs(params.features)
+        }
         yield dg.MaterializeResult(
             metadata={
                 "online_store": store.config.online_store.type,

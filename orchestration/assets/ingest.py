@@ -107,8 +107,11 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             description=f"The {table} table as of the day: landed, contract-checked, upserted.",
             check_specs=[dg.AssetCheckSpec(f"{table}_contract", asset=table, blocking=True)],
         )
-        def _asset(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                   warehouse: WarehouseResource):  # fmt: skip
+        def _asset(
+            context: dg.AssetExecutionContext,
+            sidflow: SidflowResource,
+            warehouse: WarehouseResource,
+        ):
             day = _day(context)
             frame = sidflow.source.items(day) if table == "items" else sidflow.source.users()
             path = land(sidflow.paths, table, day, frame, sidflow.source.name)
@@ -139,8 +142,9 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             ),
         ],
     )
-    def validated_events(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                         warehouse: WarehouseResource):  # fmt: skip
+    def validated_events(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ):
         day = _day(context)
         wh = warehouse.warehouse
         known_items = set(
@@ -186,8 +190,9 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         owners=[OWNER],
         description="The day's validated events in the DuckDB warehouse (replaced, never duplicated).",
     )
-    def warehouse_events(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                         warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def warehouse_events(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         day = _day(context)
         frame = pd.read_parquet(sidflow.paths.validated_path("events", day))
         written = warehouse.warehouse.write_events(frame, [day])
@@ -207,5 +212,10 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             }
         )
 
-    return [raw_events, _table_asset("items"), _table_asset("users"), validated_events,
-            warehouse_events]  # fmt: skip
+    return [
+        raw_events,
+        _table_asset("items"),
+        _table_asset("users"),
+        validated_events,
+        warehouse_events,
+    ]

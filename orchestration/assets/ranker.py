@@ -71,8 +71,9 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             "a retriever (five-part loss, dig eq. 8-15). Day d's exposures are held out."
         ),
     )
-    def ranker_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                     warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def ranker_model(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from models.ranker.pipeline import train_run, warehouse_events
         from models.retriever.pipeline import previous_run
         from models.tokenizer.table import load_sid_table
@@ -85,8 +86,18 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         (out / SKIPPED).unlink(missing_ok=True)
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_events(warehouse.warehouse, day, params.ranker.train_days)
-        info = train_run(params, events, items, users, sid.frame, sid.K, day, out, progress=False,
-                         warm_from=previous_run(out.parent, day))  # fmt: skip
+        info = train_run(
+            params,
+            events,
+            items,
+            users,
+            sid.frame,
+            sid.K,
+            day,
+            out,
+            progress=False,
+            warm_from=previous_run(out.parent, day),
+        )
         s = info["samples"]
         final = info["final_loss"] or {}
         return dg.MaterializeResult(
@@ -120,8 +131,9 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             "their gap (DIG Table 4) and grouped AUC per user; ROC curves."
         ),
     )
-    def ranker_eval(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                    warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def ranker_eval(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from models.ranker.pipeline import evaluate_run
 
         day = _day(context)
@@ -155,8 +167,9 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             "the same request, layer-wise stop-gradient), unirec §3.6; HR@K before and after."
         ),
     )
-    def aligned_retriever(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                          warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def aligned_retriever(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from models.alignment.run import align_run
         from models.ranker.pipeline import warehouse_events
 
@@ -169,8 +182,9 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         events, items, users = warehouse_events(
             warehouse.warehouse, day, params.alignment.train_days
         )
-        m = align_run(params, events, items, users, day, sidflow.paths.retriever_dir(day), out,
-                      progress=False)  # fmt: skip
+        m = align_run(
+            params, events, items, users, day, sidflow.paths.retriever_dir(day), out, progress=False
+        )
         table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(
             f"| {k} | {m['before'][k] or 0:.4f} | {m['after'][k]:.4f} |" for k in m["after"]
         )

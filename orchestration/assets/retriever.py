@@ -52,8 +52,9 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             "engagements before the day; the day's engagements are held out."
         ),
     )
-    def retriever_model(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                        warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def retriever_model(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from models.retriever.pipeline import previous_run, train_run, warehouse_inputs
         from models.retriever.protocol import resolve_protocol
         from models.tokenizer.table import load_sid_table
@@ -113,8 +114,9 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             "(all / purchase), Recall/NDCG@K, token hit ratio @3 per decoding step."
         ),
     )
-    def retriever_eval(context: dg.AssetExecutionContext,
-                       sidflow: SidflowResource) -> dg.MaterializeResult:  # fmt: skip
+    def retriever_eval(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource
+    ) -> dg.MaterializeResult:
         from models.retriever.pipeline import evaluate_run
 
         day = _day(context)

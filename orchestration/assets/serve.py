@@ -40,9 +40,13 @@ def ab_evidence(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.
     out = {}
     for (bucket, model), g in clicked.groupby(["bucket", "model"]):
         n = len(g)
-        out[bucket] = {"model": model, "requests": int(g["request_id"].nunique()),
-                       "exposures": n, "clicks": int(g["clicked"].fillna(0).sum()),
-                       "ctr": float(g["clicked"].fillna(0).sum() / max(n, 1))}  # fmt: skip
+        out[bucket] = {
+            "model": model,
+            "requests": int(g["request_id"].nunique()),
+            "exposures": n,
+            "clicks": int(g["clicked"].fillna(0).sum()),
+            "ctr": float(g["clicked"].fillna(0).sum() / max(n, 1)),
+        }
     return out
 
 
@@ -82,11 +86,15 @@ def serving_behaviour(events: pd.DataFrame) -> str:
     return str(engaged.value_counts().idxmax())
 
 
-def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.AssetKey]
-                       ) -> list[dg.AssetsDefinition]:  # fmt: skip
+def build_serve_assets(
+    partitions: dg.PartitionsDefinition, asset_keys: set[dg.AssetKey]
+) -> list[dg.AssetsDefinition]:
     """bento_bundle and promotion, downstream of every gated asset present in the graph."""
-    gated = [k for k in ("retriever_eval", "ranker_eval", "aligned_retriever")
-             if dg.AssetKey(k) in asset_keys]  # fmt: skip
+    gated = [
+        k
+        for k in ("retriever_eval", "ranker_eval", "aligned_retriever")
+        if dg.AssetKey(k) in asset_keys
+    ]
 
     @dg.asset(
         group_name="serve",
@@ -97,8 +105,9 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         description="The day's recommender bundle (retriever + ranker when trained, "
         "vocabularies, histories, popularity fallback) saved to the BentoML model store.",
     )
-    def bento_bundle(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                     warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def bento_bundle(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from models.tokenizer.dvc_hash import dvc_dir_hash
         from serving.build import build_bento
         from serving.bundle import histories, popularity, save_bundle
@@ -115,8 +124,11 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         ranker = wd.ranker_dir(day)
         if (ranker / "config.json").exists():
             parts["ranker"] = ranker
-        events = wh.query("SELECT user_id, item_id, ts, scene, event_type FROM events "
-                          "WHERE day <= ? AND event_type <> 'exposure'", [day])  # fmt: skip
+        events = wh.query(
+            "SELECT user_id, item_id, ts, scene, event_type FROM events "
+            "WHERE day <= ? AND event_type <> 'exposure'",
+            [day],
+        )
         tables = {
             "catalogue": wh.query("SELECT * FROM items WHERE first_seen <= ?", [day]),
             "users": wh.query("SELECT * FROM users"),
@@ -176,8 +188,9 @@ def build_serve_assets(partitions: dg.PartitionsDefinition, asset_keys: set[dg.A
         description="Registry update: the gated bundle becomes the candidate (or the promoted "
         "model when nothing serves yet); a candidate that won the day's A/B test is promoted.",
     )
-    def promotion(context: dg.AssetExecutionContext, sidflow: SidflowResource,
-                  warehouse: WarehouseResource) -> dg.MaterializeResult:  # fmt: skip
+    def promotion(
+        context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         from serving.bundle import read_manifest
         from sidflow.registry import Registry
 
