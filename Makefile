@@ -42,9 +42,11 @@ serve: install
 bento: install
 	$(BIN)/sidflow build-bento
 
+# ruff (style, formatting) and import-linter (the layers contract in pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Two pytest workers (pytest-xdist), one test file each at a time (module fixtures such as the
 # running BentoML server are built once), one compute thread each (tests/conftest.py): a clean

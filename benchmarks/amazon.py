@@ -8,7 +8,7 @@ source's last day (`retriever.eval.protocol: leave_one_out`):
 - SIDs: `models.tokenizer.stage.run_sid_stage` without the held-out engagements
   (`models.retriever.protocol.held_out_event_ids`), capacity-constrained for UniRec, plain
   RQ-KMeans for the TIGER-like variant;
-- training and model selection: `models.retriever.pipeline.train_run` (the best checkpoint
+- training and model selection: `models.retriever.stage.train_run` (the best checkpoint
   and the item head's weight on the validation split, never on test); test decoding and
   metrics: `evaluate_run` over every test user.
 Baselines on the same split (`split_samples`): popularity, SASRec with BCE or CE, trained for
@@ -44,12 +44,13 @@ from ingestion.warehouse import Warehouse  # noqa: E402
 from models.baselines.popularity import popularity_ranking  # noqa: E402
 from models.baselines.sasrec import SASRec, sequences  # noqa: E402
 from models.baselines.variants import variant  # noqa: E402
-from models.data import FeatureSpace, build_samples  # noqa: E402
 from models.metrics import retrieval_report, target_ranks  # noqa: E402
-from models.retriever.pipeline import TOPK_FILE, evaluate_run, train_run, warehouse_inputs  # noqa: E402
 from models.retriever.protocol import Split, held_out_event_ids, split_samples  # noqa: E402
+from models.retriever.samples import build_samples  # noqa: E402
+from models.retriever.stage import TOPK_FILE, evaluate_run, train_run, warehouse_inputs  # noqa: E402
+from models.retriever.train import train  # noqa: E402
+from models.space import FeatureSpace
 from models.tokenizer.stage import run_sid_stage  # noqa: E402
-from models.train import train  # noqa: E402
 from sidflow.config import Params, load_params  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
 
@@ -271,10 +272,10 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
         protocol=PROTOCOL,
     )
     log(
-        f"{name}: trained {info['steps']} steps in {info['train_seconds']:.0f}s; "
-        f"selection {json.dumps(info['selection'].get('checkpoint'))}"
+        f"{name}: trained {info.steps} steps in {info.train_seconds:.0f}s; "
+        f"selection {json.dumps(info.selection.get('checkpoint'))}"
     )
-    metrics = evaluate_run(p, run, progress=True)
+    metrics = evaluate_run(p, run, progress=True).to_json()
     lines = [json.loads(x) for x in (run / TOPK_FILE).read_text().splitlines()]
     ds.write_lists(name, np.array([x["user"] for x in lines]), [x["items"] for x in lines])
     test = {
@@ -284,13 +285,13 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
     }
     return {
         "test": test,
-        "selection": info["selection"],
+        "selection": info.selection,
         "sid_seconds": sid_seconds,
-        "train_seconds": info["train_seconds"],
+        "train_seconds": info.train_seconds,
         "eval_seconds": metrics["eval_seconds"],
-        "steps": info["steps"],
-        "parameters": info["parameters"],
-        "sid_version": info["sid_version"],
+        "steps": info.steps,
+        "parameters": info.parameters,
+        "sid_version": info.sid_version,
         "run": str(run),
         "settings": {
             "model": mp.model_dump(),

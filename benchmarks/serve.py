@@ -43,8 +43,8 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import sidflow  # noqa: E402,F401  (telemetry off)
 from serving import launch  # noqa: E402
-from serving.app import ServingApp  # noqa: E402
 from serving.recommender import Request  # noqa: E402
+from serving.router import ServingApp  # noqa: E402
 from sidflow.config import Params, load_params  # noqa: E402
 
 SCENE, K = "feed", 10

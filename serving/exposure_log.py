@@ -13,16 +13,13 @@ import datetime as dt
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingestion.canonical import write_parquet_atomic
-
-if TYPE_CHECKING:
-    from serving.app import Served
+from serving.recommender import Served
 
 EXTRA = ["bucket", "model"]  # besides the canonical columns
 

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.data import BEHAVIOURS, FeatureSpace, task_names
 from models.retriever.beam import beam_search
-from models.retriever.pipeline import load_item_paths
+from models.retriever.stage import load_item_paths
+from models.retriever.train import load_checkpoint
 from models.retriever.trie import PathTrie
-from models.train import load_checkpoint
+from models.space import BEHAVIOURS, FeatureSpace, task_names
 
 TASK_BEHAVIOUR = "click"  # the BOS objective when the bundle's manifest names none
 
@@ -49,6 +49,18 @@ class Recommendation:
     stage: str  # "ranker", "retriever" or "popularity"
 
 
+@dataclass
+class Served:
+    """One answered request, as the API returns it."""
+
+    request_id: str
+    user_id: str
+    scene: str
+    bucket: str
+    model: str
+    rec: Recommendation
+
+
 class Recommender:
     """A loaded bundle: retriever, optional ranker, vocabularies, histories, popularity."""
 
@@ -68,8 +80,8 @@ class Recommender:
         scenes = list(dict.fromkeys(t.split("/", 1)[1] for t in self.model.cfg.tasks))
         self.space = FeatureSpace.build(catalogue, users, scenes)
         self.catalogue = set(catalogue["item_id"].astype(str))
-        self.profile_fields = self.model.cfg.model["profile_fields"]
-        self.history_len = int(self.model.cfg.model["history_len"])
+        self.profile_fields = self.model.cfg.model.profile_fields
+        self.history_len = self.model.cfg.model.history_len
         self._profiles = users.drop_duplicates("user_id").set_index("user_id")
         hist = pd.read_parquet(folder / "histories.parquet")
         self._history = {

@@ -23,8 +23,8 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 import sidflow  # noqa: F401  (telemetry off)
-from serving.app import NoModelError, Served, ServingApp
-from serving.recommender import Request
+from serving.recommender import Request, Served
+from serving.router import NoModelError, ServingApp
 from sidflow.config import load_params
 
 PARAMS = load_params()

@@ -104,3 +104,13 @@ class Workdir:
     def registry(self) -> Path:
         """The registry of promoted and candidate model versions (JSON)."""
         return self._dir("registry") / "registry.json"
+
+
+def previous_run(runs: Path, day: dt.date) -> Path | None:
+    """The latest finished run folder (`runs/day=<d'>`, d' < d, with train.json), if any."""
+    done = [
+        r
+        for r in runs.glob("day=*")
+        if (r / "train.json").exists() and r.name.removeprefix("day=") < day.isoformat()
+    ]
+    return max(done, key=lambda r: r.name) if done else None

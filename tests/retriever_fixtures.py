@@ -77,12 +77,12 @@ def batch(p: RetrieverParts, b: int = 4, seed: int = 0) -> dict[str, torch.Tenso
     """A random request batch with targets drawn from the catalogue."""
     g = torch.Generator().manual_seed(seed)
     n = len(p.space.items)
-    t = p.model.cfg.model["history_len"]
+    t = p.model.cfg.model.history_len
     hist = torch.randint(0, n + 1, (b, t), generator=g)
     hist[0, :2] = 0  # some padding
     rows = torch.randint(0, len(p.paths), (b,), generator=g)
     return {
-        "profile": torch.randint(0, 2, (b, len(p.model.cfg.model["profile_fields"])), generator=g),
+        "profile": torch.randint(0, 2, (b, len(p.model.cfg.model.profile_fields)), generator=g),
         "hist": hist,
         "hist_type": torch.where(hist > 0, torch.randint(1, 4, (b, t), generator=g), 0),
         "task": torch.randint(0, len(p.model.cfg.tasks), (b,), generator=g),

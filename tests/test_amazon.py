@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ingestion.amazon import HISTORY_CAP, load_amazon
+from ingestion.readers.amazon import HISTORY_CAP, load_amazon
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ NO_NETWORK = {
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_world) -> tuple[Workdir, str]:
     """A bundle of the tiny world's last day in a fresh working folder's model store."""
-    from models.retriever.pipeline import train_run, warehouse_inputs
+    from models.retriever.stage import train_run, warehouse_inputs
     from models.tokenizer import build_sids
 
     wd = Workdir(tmp_path_factory.mktemp("bento") / "work")
@@ -155,7 +155,7 @@ def test_bento_holds_the_service_the_bundle_and_unlocked_packages(offline):
 
 
 def test_cli_builds_the_given_bundle_and_exports_it_with_the_model(offline, tmp_path: Path):
-    from sidflow.cli import main
+    from lifecycle.cli.main import main
 
     wd, tag = offline
     version = tag.split(":", 1)[1]

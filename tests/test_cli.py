@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from sidflow.cli import main
+from lifecycle.cli.main import main
 
 
 def test_world_command_writes_canonical_parquet(workdir, tmp_path, capsys):

@@ -46,7 +46,7 @@ def test_bad_file_is_reported(tmp_path: Path):
 
 
 def test_cli_reports_bad_setting(capsys):
-    from sidflow.cli import main
+    from lifecycle.cli.main import main
 
     assert main(["--set", "world.size=huge", "params"]) == 2
     assert "world.size 'huge'" in capsys.readouterr().err

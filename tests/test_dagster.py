@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.warehouse import Warehouse
-from sidflow.pipeline import run_days
+from orchestration.runner import run_days
 
 ROOT = Path(__file__).resolve().parents[1]
 

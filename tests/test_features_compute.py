@@ -196,7 +196,7 @@ def test_writing_a_day_again_is_idempotent(tmp_path, tiny_world):
 
 
 def _purchases_only(events: pd.DataFrame) -> pd.DataFrame:
-    """Reviews-like events: purchases without impressions, as ingestion/amazon.py loads them."""
+    """Reviews-like events: purchases without impressions, as ingestion/readers/amazon.py loads them."""
     ev = events[events["event_type"] == "purchase"].copy()
     return ev.assign(scene="review", request_id=None, position=pd.NA)
 
@@ -239,7 +239,7 @@ def test_source_without_exposures_reports_empty_features(tmp_path, tiny_world):
 
 
 def test_real_amazon_reviews_report_empty_features(tmp_path, amazon_path):
-    from ingestion.amazon import load_amazon
+    from ingestion.readers.amazon import load_amazon
 
     ds = load_amazon(amazon_path)
     ev = ds.events[ds.events["ts"] >= pd.Timestamp("2014-06-01", tz="UTC")]

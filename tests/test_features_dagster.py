@@ -7,8 +7,8 @@ import pandas as pd
 
 from features.compute import read_feature_table
 from features.schema import end_of_day
+from orchestration.dagster_home import ensure_dagster_home
 from orchestration.definitions import DAILY_JOB, DATA_JOB, build_definitions
-from sidflow.dagster_home import ensure_dagster_home
 from sidflow.workdir import Workdir
 
 FEATURE_ASSETS = ["feature_tables", "feast_registry", "online_features"]

@@ -6,11 +6,11 @@ from quick_graph import QUICK_TINY
 
 from data_contracts.quarantine import Quarantine
 from ingestion.warehouse import Warehouse
-from orchestration import gates
-from serving.app import ServingApp
+from orchestration import gate_rules as gates
+from orchestration.runner import run_days
 from serving.recommender import Request
+from serving.router import ServingApp
 from sidflow.config import load_params
-from sidflow.pipeline import run_days
 from sidflow.registry import Registry
 
 

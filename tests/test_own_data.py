@@ -72,7 +72,7 @@ def _sidflow(params_file: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SIDFLOW_PARAMS": str(params_file)}
     env.pop("SIDFLOW_WORKDIR", None)
     return subprocess.run(
-        [sys.executable, "-m", "sidflow.cli", "--params", str(params_file), *args],
+        [sys.executable, "-m", "lifecycle.cli.main", "--params", str(params_file), *args],
         capture_output=True,
         text=True,
         env=env,

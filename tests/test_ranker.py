@@ -8,13 +8,14 @@ import pytest
 import torch
 from retriever_fixtures import catalogue, one_thread, users
 
-from models.data import FeatureSpace
+from models.ranker.checkpoint import load_ranker, save_ranker
 from models.ranker.data import ITEM_FIELDS, RankerEncoding, encode_frame, item_tables
 from models.ranker.model import group_mean
-from models.ranker.pipeline import build_model, load_ranker, save_ranker
 from models.ranker.samples import FeatureGroups
 from models.ranker.serving import LoadedRanker
+from models.ranker.stage import build_model
 from models.ranker.train import grouped_auc, predict, ranker_metrics, train_ranker
+from models.space import FeatureSpace
 from sidflow.config import RankerParams, load_params
 
 _threads = pytest.fixture(autouse=True)(one_thread)

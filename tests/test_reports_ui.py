@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from sidflow.pipeline import run_days
+from orchestration.runner import run_days
 from sidflow.workdir import Workdir
 
 
@@ -37,7 +37,7 @@ def _port_open(url: str) -> bool:
 
 def test_dagster_ui_and_data_docs_render(tiny_params, tiny_world):
     _ensure_chromium()
-    from sidflow.screenshots import take_screenshots
+    from lifecycle.screenshots import take_screenshots
 
     [run] = run_days(tiny_params, tiny_world.days[:1], {"world.size": "tiny"}, train_days=[])
     assert run.success

@@ -22,7 +22,7 @@ def _run(params_file: Path, log: Path) -> subprocess.Popen:
     env.pop("SIDFLOW_WORKDIR", None)
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "sidflow.cli", "run"],
+            [sys.executable, "-m", "lifecycle.cli.main", "run"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,

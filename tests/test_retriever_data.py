@@ -9,16 +9,15 @@ import pandas as pd
 import pytest
 from retriever_fixtures import catalogue, users
 
-from models.data import (
-    FeatureSpace,
+from models.retriever.paths import build_item_paths
+from models.retriever.samples import (
     attach_profiles,
     build_samples,
     encode_batch,
     samples_from_histories,
-    task_names,
     time_split,
 )
-from models.retriever.paths import build_item_paths
+from models.space import FeatureSpace, task_names
 
 
 def _events() -> pd.DataFrame:

@@ -14,8 +14,8 @@ from models.baselines.variants import ABLATIONS, VARIANTS
 from models.retriever.content_summary import ContentSummary, table_size
 from models.retriever.layers import MMoEFFN, mmoe_reference
 from models.retriever.paths import build_item_paths
+from models.retriever.train import train
 from models.retriever.trie import PathTrie
-from models.train import train
 from sidflow.config import RetrieverTrainParams
 
 _threads = pytest.fixture(autouse=True)(one_thread)

@@ -69,10 +69,10 @@ def test_edge_vectors_change_the_scores_and_learn():
 def test_options_need_the_item_paths():
     p = parts(n_items=20)
     cfg = p.model.cfg
-    cfg.model = {**cfg.model, "trie_softmax": True}
+    cfg.model = cfg.model.model_copy(update={"trie_softmax": True})
     with pytest.raises(ValueError, match="item paths"):
         UniRec(cfg, p.model.inputs.item_fields, p.model.inputs.item_sids)
-    cfg.model = {**cfg.model, "node_dim": 4, "node_tie": True}
+    cfg.model = cfg.model.model_copy(update={"node_dim": 4, "node_tie": True})
     codes = torch.from_numpy(p.paths.codes)
     with pytest.raises(ValueError, match="item id"):
         UniRec(cfg, p.model.inputs.item_fields, p.model.inputs.item_sids, codes)

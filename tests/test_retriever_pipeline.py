@@ -63,7 +63,7 @@ def world_with_sids(workdir: Workdir, tiny_world):
 
 
 def test_train_and_evaluate_run_folder(world_with_sids):
-    from models.retriever.pipeline import evaluate_run, train_run, warehouse_inputs
+    from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
     from models.tokenizer import load_sid_table
 
     params, wh, day = world_with_sids
@@ -74,9 +74,9 @@ def test_train_and_evaluate_run_folder(world_with_sids):
     info = train_run(
         params, events, items, users, table.frame, day, out, progress=False, codebook_size=8
     )
-    assert info["path_fields"] == ["cat_l2", "cat_l3", "s0", "s1", "dedup"]
-    assert info["steps"] == 4 and info["train_samples"] > 0 and info["eval_samples"] == 40
-    m = evaluate_run(params, out)
+    assert info.path_fields == ["cat_l2", "cat_l3", "s0", "s1", "dedup"]
+    assert info.steps == 4 and info.train_samples > 0 and info.eval_samples == 40
+    m = evaluate_run(params, out).to_json()
     assert json.loads((out / "metrics.json").read_text()) == m
     assert 0 <= m["hr@5"] <= m["hr@20"] <= 1 and m["samples"] == 40
     assert {"hr@20_purchase", "recall@5", "ndcg@5", "cat_l2@3", "s1@3"} <= set(m)

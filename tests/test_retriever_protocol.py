@@ -14,11 +14,12 @@ from retriever_fixtures import tiny_params
 from review_log import LAST, review_log
 
 from ingestion.warehouse import Warehouse
-from models.data import FeatureSpace, build_samples
-from models.retriever.pipeline import evaluate_run, train_run
 from models.retriever.protocol import held_out_event_ids, resolve_protocol, split_samples
+from models.retriever.samples import build_samples
+from models.retriever.stage import evaluate_run, train_run
+from models.retriever.train import load_checkpoint
 from models.retriever.validation import ITEM_HEAD_WEIGHTS
-from models.train import load_checkpoint
+from models.space import FeatureSpace
 from sidflow.config import load_params
 
 
@@ -96,7 +97,7 @@ def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
         codebook_size=6,
         protocol="leave_one_out",
     )
-    sel = info["selection"]
+    sel = info.selection
     curve = sel["validation_curve"]
     assert [step for step, _ in curve] == [8, 16, 24]
     best = max(curve, key=lambda c: (c[1]["recall@10"], -c[0]))  # first of equals
@@ -104,7 +105,7 @@ def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
     assert sel["checkpoint"]["recall@10"] == best[1]["recall@10"]
     assert sel["item_head_weight"] in ITEM_HEAD_WEIGHTS
     assert load_checkpoint(out / "model.safetensors").item_head_weight == sel["item_head_weight"]
-    metrics = evaluate_run(params, out)
-    assert metrics["protocol"] == "leave_one_out" and metrics["samples"] == 160
+    result = evaluate_run(params, out)
+    assert result.protocol == "leave_one_out" and result.samples == 160
     lines = [json.loads(x) for x in (out / "eval_topk.jsonl").read_text().splitlines()]
     assert len(lines) == 160 and {"user", "history", "target", "items"} <= set(lines[0])

@@ -12,7 +12,14 @@ import pytest
 import torch
 from retriever_fixtures import batch, one_thread, parts
 
-from models.train import load_checkpoint, lr_at, plot_losses, save_checkpoint, save_prepared, train
+from models.retriever.train import (
+    load_checkpoint,
+    plot_losses,
+    save_checkpoint,
+    save_prepared,
+    train,
+)
+from models.training import lr_at
 from sidflow.config import PROJECT_ROOT, RetrieverTrainParams
 
 _threads = pytest.fixture(autouse=True)(one_thread)
@@ -92,7 +99,7 @@ def test_ddp_two_gloo_processes(tmp_path: Path):
         "--master_port",
         "29517",
         "-m",
-        "models.train",
+        "models.retriever.train",
         "--data",
         str(prepared),
         "--out",

@@ -77,8 +77,9 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
     world_with_sids,  # noqa: F811 - fixture
     tmp_path,
 ):
-    from models.retriever.pipeline import previous_run, train_run, warehouse_inputs
+    from models.retriever.stage import train_run, warehouse_inputs
     from models.tokenizer import load_sid_table
+    from sidflow.workdir import previous_run
 
     params, wh, day = world_with_sids
     params = load_params(
@@ -99,7 +100,7 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
         progress=False,
         codebook_size=8,
     )
-    assert cold["start"] == "cold" and (runs / f"day={before}" / "vocab.json").exists()
+    assert cold.start == "cold" and (runs / f"day={before}" / "vocab.json").exists()
 
     prev = previous_run(runs, day)
     assert prev == runs / f"day={before}"
@@ -116,12 +117,12 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
         codebook_size=8,
         warm_from=prev,
     )
-    assert warm["start"] == "warm", warm["warm"]
-    assert warm["warm"]["sid_kept"] == 1.0 and warm["cold_day"] == before.isoformat()
-    assert warm["warm"]["report"]["remapped"] > 0 and warm["warm"]["report"]["copied"] > 0
+    assert warm.start == "warm", warm.warm
+    assert warm.warm["sid_kept"] == 1.0 and warm.cold_day == before.isoformat()
+    assert warm.warm["report"]["remapped"] > 0 and warm.warm["report"]["copied"] > 0
     # only the newest day's engagements (the cold run saw every day before its own)
     day_rows = events[pd.to_datetime(events["ts"]).dt.date == before]
-    assert 0 < warm["train_samples"] <= len(day_rows)
+    assert 0 < warm.train_samples <= len(day_rows)
     saved = json.loads((runs / f"day={day}" / "train.json").read_text())
     assert saved["start"] == "warm"
 
@@ -140,7 +141,7 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
         codebook_size=8,
         warm_from=prev,
     )
-    assert again["start"] == "cold" and "settings changed" in again["warm"]["reason"]
+    assert again.start == "cold" and "settings changed" in again.warm["reason"]
     off = load_params(overrides={**TINY, "retriever.warm_start.enabled": False})
     assert (
         train_run(
@@ -154,6 +155,6 @@ def test_daily_run_starts_warm_from_yesterday_then_cold_when_settings_change(
             progress=False,
             codebook_size=8,
             warm_from=prev,
-        )["start"]
+        ).start
         == "cold"
     )

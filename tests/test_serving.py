@@ -20,11 +20,11 @@ from quick_graph import quick_params_file
 from data_contracts.quarantine import Quarantine
 from data_contracts.runner import validate_table
 from ingestion.warehouse import Warehouse
+from orchestration.runner import run_days
 from serving import ab, launch
 from serving.bundle import bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
 from sidflow.config import ServingParams, load_params
-from sidflow.pipeline import run_days
 from sidflow.registry import Registry
 from sidflow.workdir import Workdir
 
@@ -232,7 +232,7 @@ def test_a_model_swap_under_load_loses_no_request(served):
 
 
 def test_closed_loop_simulation_serves_ingests_and_reports(served):
-    from sidflow.simulate import SERVED_BATCH, simulate
+    from lifecycle.closed_loop.simulate import SERVED_BATCH, simulate
 
     _, params = served
     result = simulate(params, {})

@@ -81,7 +81,7 @@ def test_a_cut_encoder_cache_write_is_not_a_cache_hit(params, tiny_folder, workd
 
 
 def test_cli_builds_a_versioned_sid_table(params, tiny_folder, tmp_path, capsys):
-    from sidflow.cli import main
+    from lifecycle.cli.main import main
 
     out = tmp_path / "v"
     args = [f"--set={k}={v}" for k, v in SMALL.items()]

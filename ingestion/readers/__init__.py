@@ -2,12 +2,13 @@
 
 `read_source(data)` dispatches on `data.source`: `parquet` / `csv` (a folder with an
 interaction log and optional item / user tables, `folder.py`), `recbole` (RecBole atomic
-files, `recbole.py`) and `amazon` (an Amazon 2014 5-core category, `ingestion.amazon`).
+files, `recbole.py`) and `amazon` (an Amazon 2014 5-core category, `ingestion.readers.amazon`).
 Column names, epoch timestamps and constant fields come from `data:` (`mapping.py`).
 """
 
 from __future__ import annotations
 
+from ingestion.readers.amazon import read_amazon
 from ingestion.readers.folder import read_folder
 from ingestion.readers.recbole import read_recbole
 from ingestion.readers.tables import SourceError, SourceTables
@@ -24,9 +25,6 @@ def read_source(data: DataParams, name: str | None = None) -> SourceTables:
     if data.source == "recbole":
         return read_recbole(data, name)
     if data.source == "amazon":
-        # imported here: ingestion.amazon itself imports ingestion.readers.tables
-        from ingestion.amazon import read_amazon
-
         return read_amazon(data, name)
     raise ValueError(
         f"data.source '{data.source}' has no folder reader: the synthetic world is built by "

@@ -29,12 +29,14 @@ from tqdm import tqdm
 
 from models.alignment.dpo import dpo_loss, preference_pairs
 from models.alignment.rft import rewards, rft_loss
-from models.data import BEHAVIOURS, FeatureSpace, attach_profiles, build_samples, encode_batch
 from models.ranker.samples import attach_history, exposure_rows
 from models.retriever.evaluate import evaluate
-from models.retriever.pipeline import load_item_paths
+from models.retriever.samples import attach_profiles, build_samples, encode_batch
+from models.retriever.stage import load_item_paths
+from models.retriever.train import load_checkpoint, save_checkpoint
 from models.retriever.trie import PathTrie
-from models.train import device_for_training, load_checkpoint, save_checkpoint
+from models.space import BEHAVIOURS, FeatureSpace
+from models.training import device_for_training
 from sidflow.config import Params
 
 
@@ -90,7 +92,7 @@ def dpo_data(
         if h:
             hist[i, -len(h) :] = space.ids("item_id", h)
             hist_type[i, -len(h) :] = [BEHAVIOURS.index(x) + 1 for x in ty]
-    from models.data import Samples
+    from models.retriever.samples import Samples
 
     ctx = Samples(
         user_id=ctx_rows["user_id"].to_numpy(object),

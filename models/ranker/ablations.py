@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ingestion.warehouse import Warehouse
-from models.ranker.pipeline import SAMPLES, evaluate_run, train_run, warehouse_events
+from models.ranker.stage import SAMPLES, evaluate_run, train_run, warehouse_events
 from models.tokenizer.table import load_sid_table
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir

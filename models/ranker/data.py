@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.data import FeatureSpace
 from models.ranker.samples import FeatureGroups
+from models.space import FeatureSpace
 
 ITEM_FIELDS = ["item_id", "seller", "brand", "cat_l1", "cat_l2", "cat_l3"]
 USER_FIELDS = ["user_id", "age_bucket", "region"]

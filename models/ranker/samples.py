@@ -19,7 +19,7 @@ import pandas as pd
 
 from features.schema import TIMESTAMP, view_specs
 from features.store import RECENCY
-from models.data import BEHAVIOURS
+from models.space import BEHAVIOURS
 from sidflow.config import Params
 
 LABELS = ["click", "cart", "purchase"]  # an engagement implies a click (the world logs it so)

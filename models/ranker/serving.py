@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.ranker.checkpoint import load_ranker
 from models.ranker.data import USER_FIELDS
 from models.ranker.model import DIGRanker, UserSide
-from models.ranker.pipeline import load_ranker
 
 
 @dataclass

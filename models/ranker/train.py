@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from tqdm import tqdm
 
 from models.ranker.model import DIGRanker, dig_losses, prefix_keys
-from models.train import device_for_training, lr_at
+from models.training import device_for_training, lr_at
 from sidflow.config import RankerParams
 
 PARTS = ["rank", "recall", "commit", "sem", "u2t"]

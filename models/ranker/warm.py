@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from models.ranker.checkpoint import load_ranker
 from models.ranker.data import RankerEncoding
 from models.ranker.model import DIGRanker
 from models.retriever.warm import copy_weights, field_rows
@@ -72,8 +73,6 @@ def warm_plan(
     since the chain's last cold start, the network or feature columns changed, or the SID
     table re-learned the old items' codes.
     """
-    from models.ranker.pipeline import load_ranker
-
     if not ws.enabled:
         return {"start": "cold", "reason": "ranker.warm_start.enabled is false"}
     if prev is None:

@@ -22,10 +22,11 @@ from safetensors import safe_open
 from models.baselines.popularity import popularity_ranking
 from models.baselines.sasrec import SASRec, sequences
 from models.baselines.variants import ABLATIONS, variant
-from models.data import FeatureSpace, build_samples, time_split
 from models.metrics import retrieval_report, target_ranks
-from models.retriever.pipeline import evaluate_run, train_run, warehouse_inputs
-from models.train import train
+from models.retriever.samples import build_samples, time_split
+from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
+from models.retriever.train import train
+from models.space import FeatureSpace
 from sidflow.config import Params
 from sidflow.workdir import Workdir
 
@@ -156,9 +157,9 @@ def run_ablations(
             params, events, items, users, sids, day, out, mp, progress, codebook_size=table.K
         )
         results[name] = {
-            **evaluate_run(params, out),
-            "train_seconds": info["train_seconds"],
-            "parameters": info["parameters"],
+            **evaluate_run(params, out).to_json(),
+            "train_seconds": info.train_seconds,
+            "parameters": info.parameters,
         }
     results.update(_baselines(params, events, items, users, day, baselines))
     report_dir = work.reports / "retriever" / f"day={day.isoformat()}"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from models.data import BEHAVIOURS, FeatureSpace, task_names
 from models.retriever.model import UniRec, UniRecConfig
 from models.retriever.paths import ItemPaths, build_item_paths, sid_columns
 from models.retriever.trie import PathTrie
+from models.space import BEHAVIOURS, FeatureSpace, task_names
 from sidflow.config import RetrieverModelParams
 
 
@@ -45,7 +45,7 @@ def build_retriever(
         field_vocab=space.field_sizes,
         n_event_types=len(BEHAVIOURS),
         sid_vocab=k,
-        model=params.model_dump(),
+        model=params,
     )
     model = UniRec(
         cfg,

@@ -28,6 +28,7 @@ from models.retriever.item_head import ItemHead
 from models.retriever.layers import DecoderBlock
 from models.retriever.nodes import PathNodes
 from models.retriever.paths import PathSpec
+from sidflow.config import RetrieverModelParams
 
 
 @dataclass
@@ -39,18 +40,19 @@ class UniRecConfig:
     field_vocab: dict[str, int]  # vocabulary size of every sparse field
     n_event_types: int
     sid_vocab: int  # codebook size K of the SID layers (for the history SID features)
-    model: dict = field(default_factory=dict)  # RetrieverModelParams.model_dump()
+    model: RetrieverModelParams = field(default_factory=RetrieverModelParams)
 
     def to_json(self) -> str:
         """Serialise (goes into the safetensors metadata)."""
-        return json.dumps({**asdict(self), "path": asdict(self.path)})
+        raw = {**asdict(self), "path": asdict(self.path), "model": self.model.model_dump()}
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> UniRecConfig:
-        """Inverse of `to_json`."""
+        """Inverse of `to_json` (settings a checkpoint predates take their defaults)."""
         raw = json.loads(text)
         raw["path"] = PathSpec(**raw["path"])
-        raw["model"]["cs_pairs"] = [tuple(p) for p in raw["model"]["cs_pairs"]]
+        raw["model"] = RetrieverModelParams.model_validate(raw["model"])
         return cls(**raw)
 
 
@@ -89,25 +91,25 @@ class UniRec(nn.Module):
         super().__init__()
         self.cfg = cfg
         m = cfg.model
-        d, spec = m["d_model"], cfg.path
+        d, spec = m.d_model, cfg.path
         self.n_steps = spec.n_steps
-        self.task_bos = m["task_bos"]
+        self.task_bos = m.task_bos
         self.inputs = InputEncoder(
             item_fields=item_fields,
             item_sids=item_sids,
             field_vocab=cfg.field_vocab,
-            seq_fields=m["seq_fields"],
-            profile_fields=m["profile_fields"],
+            seq_fields=m.seq_fields,
+            profile_fields=m.profile_fields,
             n_event_types=cfg.n_event_types,
             sid_vocab=cfg.sid_vocab,
-            d_field=m["d_field"],
+            d_field=m.d_field,
             d_model=d,
-            history_len=m["history_len"],
-            mm_len=m["mm_len"],
-            encoder_layers=m.get("encoder_layers", 0),
-            n_heads=m["n_heads"],
-            ffn_hidden=int(m["ffn_mult"] * d),
-            dropout=m["dropout"],
+            history_len=m.history_len,
+            mm_len=m.mm_len,
+            encoder_layers=m.encoder_layers,
+            n_heads=m.n_heads,
+            ffn_hidden=int(m.ffn_mult * d),
+            dropout=m.dropout,
         )
         # Task-Conditioned BOS (§3.4): one learned start embedding per (behaviour x scene).
         self.bos = nn.Embedding(len(cfg.tasks) if self.task_bos else 1, d)
@@ -118,59 +120,57 @@ class UniRec(nn.Module):
         self.blocks = nn.ModuleList(
             DecoderBlock(
                 d,
-                m["n_heads"],
-                int(m["ffn_mult"] * d),
-                m["n_experts"],
+                m.n_heads,
+                int(m.ffn_mult * d),
+                m.n_experts,
                 n_gates,
-                m["dropout"],
-                m["self_attention"],
+                m.dropout,
+                m.self_attention,
             )
-            for _ in range(m["n_layers"])
+            for _ in range(m.n_layers)
         )
         self.norm = nn.RMSNorm(d)
         self.cs = None
-        if m["content_summary"]:
+        if m.content_summary:
             pairs = [
                 (spec.fields.index(a), spec.fields.index(b))
-                for a, b in m["cs_pairs"]
+                for a, b in m.cs_pairs
                 if a in spec.fields and b in spec.fields
             ]
             if pairs:
-                self.cs = ContentSummary(spec.vocab_sizes, pairs, m["cs_hashes"], m["d_hash"])
+                self.cs = ContentSummary(spec.vocab_sizes, pairs, m.cs_hashes, m.d_hash)
         # per-step rank heads (§3.5.3); prefix embeddings of each decoded token
-        self.prefix = nn.ModuleList(nn.Embedding(v, m["d_prefix"]) for v in spec.vocab_sizes[:-1])
+        self.prefix = nn.ModuleList(nn.Embedding(v, m.d_prefix) for v in spec.vocab_sizes[:-1])
         d_agg = self.inputs.d_agg
         self.heads = nn.ModuleList()
         for t in range(self.n_steps):
-            dims = [d] + [m["d_prefix"]] * t + ([self.cs.d_out] if self.cs else []) + [d_agg]
-            self.heads.append(
-                RankHead(dims, d, m["mask_blocks"], spec.vocab_sizes[t], m["dropout"])
-            )
+            dims = [d] + [m.d_prefix] * t + ([self.cs.d_out] if self.cs else []) + [d_agg]
+            self.heads.append(RankHead(dims, d, m.mask_blocks, spec.vocab_sizes[t], m.dropout))
         for emb in [self.bos, self.pos, *self.tok, *self.prefix]:
             nn.init.normal_(emb.weight, std=0.02)
-        self.trie_softmax = m.get("trie_softmax", False)
+        self.trie_softmax = m.trie_softmax
         self.nodes = None
-        if m.get("node_dim", 0) or self.trie_softmax:
+        if m.node_dim or self.trie_softmax:
             if item_paths is None:
                 raise ValueError("retriever.model node_dim / trie_softmax need the item paths")
-            tie = m.get("node_tie", False) and "item_id" in m["seq_fields"]
+            tie = m.node_tie and "item_id" in m.seq_fields
             if tie and path_item_ids is None:
                 raise ValueError("retriever.model.node_tie needs each path's item id")
             self.nodes = PathNodes(
                 item_paths,
                 spec.vocab_sizes,
                 d,
-                m.get("node_dim", 0),
+                m.node_dim,
                 path_item_ids if tie else None,
-                m["d_field"],
+                m.d_field,
             )
         self.item_head = None
-        self.item_head_weight = float(m.get("item_head_weight", 1.0))
-        if m.get("item_head", False):
+        self.item_head_weight = float(m.item_head_weight)
+        if m.item_head:
             if path_item_ids is None:
                 raise ValueError("retriever.model.item_head needs each path's item id")
             self.item_head = ItemHead(
-                d, d_agg, path_item_ids, m["d_field"], tie="item_id" in m["seq_fields"]
+                d, d_agg, path_item_ids, m.d_field, tie="item_id" in m.seq_fields
             )
 
     # ---- request side -------------------------------------------------------------

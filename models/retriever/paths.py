@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from models.tokenizer.table import sid_columns
 
 MISSING = "<none>"
 
@@ -64,20 +67,6 @@ class ItemPaths:
     def rows(self, item_ids: list | np.ndarray) -> np.ndarray:
         """Row index of each item id; -1 for items without a path."""
         return np.array([self._row.get(i, -1) for i in item_ids], dtype=np.int64)
-
-
-def sid_columns(sid_table: pd.DataFrame) -> list[str]:
-    """The SID layer columns s0..s{L-1} of a SID table, in order (validated)."""
-    cols = sorted(
-        (c for c in sid_table.columns if c[:1] == "s" and c[1:].isdigit()), key=lambda c: int(c[1:])
-    )
-    if not cols or cols != [f"s{i}" for i in range(len(cols))]:
-        raise ValueError(f"SID table needs columns s0..s{{L-1}}; got {list(sid_table.columns)}")
-    for c in ["item_id", *cols]:
-        if sid_table[c].isna().any():
-            row = int(np.flatnonzero(sid_table[c].isna().to_numpy())[0])
-            raise ValueError(f"SID table column '{c}' is null at row {row}")
-    return cols
 
 
 def build_item_paths(
@@ -132,3 +121,19 @@ def build_item_paths(
         raise ValueError(f"two items share one full path (SID + dedup), e.g. item {dup}")
     spec = PathSpec(fields=fields, vocab_sizes=sizes, chain=list(chain), attr_values=attr_values)
     return ItemPaths(spec=spec, item_ids=item_ids, codes=codes)
+
+
+def save_item_paths(paths: ItemPaths, path: Path) -> Path:
+    """The decoding path of every item as parquet (item_id + one column per path field)."""
+    frame = pd.DataFrame(paths.codes, columns=paths.spec.fields)
+    frame.insert(0, "item_id", paths.item_ids.astype(str))
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def load_item_paths(path: Path, spec: PathSpec) -> ItemPaths:
+    """Inverse of `save_item_paths` (the spec comes from the checkpoint config)."""
+    frame = pd.read_parquet(path)
+    if list(frame.columns) != ["item_id", *spec.fields]:
+        raise ValueError(f"{path}: columns {list(frame.columns)} do not match {spec.fields}")
+    return ItemPaths(spec, frame["item_id"].to_numpy(object), frame[spec.fields].to_numpy())

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ingestion.warehouse import Warehouse
-from models.data import BEHAVIOURS, Samples, time_split
+from models.retriever.samples import Samples, time_split
+from models.space import BEHAVIOURS
 
 PROTOCOLS = ("day", "leave_one_out")
 
@@ -46,7 +47,7 @@ def resolve_protocol(setting: str, warehouse: Warehouse, day: dt.date) -> str:
 
 def user_positions(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
     """(position of each sample in its user's sequence, that user's sequence length); the
-    samples are sorted by user and time (models.data.build_samples)."""
+    samples are sorted by user and time (models.retriever.samples.build_samples)."""
     users = samples.user_id
     n = len(users)
     if n == 0:

@@ -66,7 +66,7 @@ def choose_item_head_weight(
     head = item_head_logprobs(model, data, items)
     w, curve = choose_weight(items, logp, head, data["item_row"].numpy(), ITEM_HEAD_WEIGHTS)
     model.item_head_weight = w
-    model.cfg.model["item_head_weight"] = w
+    model.cfg.model = model.cfg.model.model_copy(update={"item_head_weight": w})
     return w, curve
 
 

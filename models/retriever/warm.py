@@ -22,13 +22,20 @@ reported. The item feature buffers always come from today's catalogue.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from models.retriever.model import UniRec
-from models.retriever.paths import PathSpec
+from models.retriever.paths import ItemPaths, PathSpec, load_item_paths
+from models.retriever.train import load_checkpoint
+from sidflow.config import WarmStartParams
 
 # today's catalogue, never copied
 FRESH_BUFFERS = (
@@ -157,3 +164,69 @@ def copy_weights(
         tensor[new_rows[ok]] = src[old_rows[ok]].to(tensor.dtype)
         report["remapped"].append(name)
     return report
+
+
+@dataclass
+class WarmPlan:
+    """Whether today's run starts from the previous run's weights, and why."""
+
+    start: str  # "warm" | "cold"
+    reason: str = ""
+    source: str | None = None  # the previous run folder
+    cold_day: str | None = None  # the chain's last cold start
+    sid_kept: float | None = None  # share of old items whose SID is unchanged
+    model: UniRec | None = field(default=None, repr=False)  # the previous weights (warm)
+    vocab: dict | None = field(default=None, repr=False)  # its vocabularies (warm)
+    report: dict[str, int] = field(default_factory=dict)  # rows copied / kept fresh
+
+    def summary(self) -> dict:
+        """JSON-friendly: what train.json and the asset's metadata show."""
+        out = {
+            "reason": self.reason,
+            "from": self.source,
+            "cold_day": self.cold_day,
+            "sid_kept": self.sid_kept,
+            "report": self.report,
+        }
+        return {k: v for k, v in out.items() if v not in (None, "", {})}
+
+
+def cold(reason: str) -> WarmPlan:
+    """A cold start, with its reason."""
+    return WarmPlan("cold", reason)
+
+
+def warm_plan(
+    ws: WarmStartParams, prev: Path, model: UniRec, paths: ItemPaths, day: dt.date
+) -> WarmPlan:
+    """Whether today's run (`model` over `paths`) may start from `prev`'s weights.
+
+    Cold when warm starts are off, the previous run is incomplete or built with other model
+    settings, `cold_every_days` have passed since the chain's last cold start, or the SID
+    table re-learned the old items' codes (rows keyed by code would mean other items).
+    """
+    if not ws.enabled:
+        return cold("retriever.warm_start.enabled is false")
+    info = json.loads((prev / "train.json").read_text())
+    cold_day = dt.date.fromisoformat(info.get("cold_day", info["day"]))
+    if (day - cold_day).days >= ws.cold_every_days:
+        return cold(f"last cold start {cold_day}: every {ws.cold_every_days} days")
+    if not (prev / "vocab.json").exists():
+        return cold(f"{prev} has no vocab.json")
+    old = load_checkpoint(prev / "model.safetensors")
+    chosen = {"item_head_weight"}  # set on validation by each run, not a setting that changed
+    if old.cfg.model.model_dump(exclude=chosen) != model.cfg.model.model_dump(exclude=chosen):
+        return cold("retriever.model settings changed")
+    old_paths = load_item_paths(prev / "item_paths.parquet", old.cfg.path)
+    sid = [f for f in paths.spec.fields if f not in paths.spec.chain]
+    if [f for f in old.cfg.path.fields if f not in old.cfg.path.chain] != sid:
+        return cold("the SID layers changed")
+    chain_old, chain_new = len(old.cfg.path.chain), len(paths.spec.chain)
+    before = pd.DataFrame(old_paths.codes[:, chain_old:], columns=sid, index=old_paths.item_ids)
+    now = pd.DataFrame(paths.codes[:, chain_new:], columns=sid, index=paths.item_ids)
+    common = before.index.intersection(now.index)
+    kept = float((before.loc[common] == now.loc[common]).all(axis=1).mean()) if len(common) else 0
+    if kept < ws.min_sid_kept:
+        return cold(f"only {kept:.1%} of the old items kept their SID")
+    vocab = json.loads((prev / "vocab.json").read_text())
+    return WarmPlan("warm", "", str(prev), cold_day.isoformat(), round(kept, 4), old, vocab)

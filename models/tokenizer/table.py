@@ -120,3 +120,17 @@ def load_sid_table(path: Path | str) -> SidTable:
     table = SidTable(frame, codebooks, loads, meta)
     table.sid_to_item()  # one-to-one check
     return table
+
+
+def sid_columns(sid_table: pd.DataFrame) -> list[str]:
+    """The SID layer columns s0..s{L-1} of a SID table, in order (validated)."""
+    cols = sorted(
+        (c for c in sid_table.columns if c[:1] == "s" and c[1:].isdigit()), key=lambda c: int(c[1:])
+    )
+    if not cols or cols != [f"s{i}" for i in range(len(cols))]:
+        raise ValueError(f"SID table needs columns s0..s{{L-1}}; got {list(sid_table.columns)}")
+    for c in ["item_id", *cols]:
+        if sid_table[c].isna().any():
+            row = int(np.flatnonzero(sid_table[c].isna().to_numpy())[0])
+            raise ValueError(f"SID table column '{c}' is null at row {row}")
+    return cols

@@ -2,7 +2,7 @@
 
 sid_gate on `sid_table`, retriever_gate on `retriever_eval`, ranker_gate on `ranker_eval`:
 each reads the metrics its asset wrote, compares them with `params.yaml`'s `gates:` thresholds
-(`orchestration/gates.py`) and fails with ERROR severity when a number misses, which stops
+(`orchestration/gate_rules.py`) and fails with ERROR severity when a number misses, which stops
 every downstream asset of the run (bundle, promotion): the promoted model keeps serving.
 The data gate is the blocking `events_contract` check on `validated_events`.
 """

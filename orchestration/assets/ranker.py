@@ -74,9 +74,9 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def ranker_model(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.ranker.pipeline import train_run, warehouse_events
-        from models.retriever.pipeline import previous_run
+        from models.ranker.stage import train_run, warehouse_events
         from models.tokenizer.table import load_sid_table
+        from sidflow.workdir import previous_run
 
         day, params = _day(context), sidflow.params
         out = sidflow.paths.ranker_dir(day)
@@ -134,7 +134,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def ranker_eval(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.ranker.pipeline import evaluate_run
+        from models.ranker.stage import evaluate_run
 
         day = _day(context)
         out = sidflow.paths.ranker_eval_dir(day)
@@ -171,7 +171,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         from models.alignment.run import align_run
-        from models.ranker.pipeline import warehouse_events
+        from models.ranker.stage import warehouse_events
 
         day, params = _day(context), sidflow.params
         out = sidflow.paths.aligned_retriever_dir(day)

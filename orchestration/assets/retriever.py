@@ -55,9 +55,10 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def retriever_model(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.retriever.pipeline import previous_run, train_run, warehouse_inputs
         from models.retriever.protocol import resolve_protocol
+        from models.retriever.stage import train_run, warehouse_inputs
         from models.tokenizer.table import load_sid_table
+        from sidflow.workdir import previous_run
 
         day = _day(context)
         params = sidflow.params
@@ -79,23 +80,23 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             warm_from=prev,
             protocol=protocol,
         )
-        if info["start"] == "cold" and prev is not None:
-            context.log.info(f"retriever_model[{day}]: cold start ({info['warm'].get('reason')})")
-        summary = {k: v for k, v in info.items() if k not in ("losses", "warm")}
+        if info.start == "cold" and prev is not None:
+            context.log.info(f"retriever_model[{day}]: cold start ({info.warm.get('reason')})")
+        summary = {k: v for k, v in info.summary().items() if k not in ("warm", "selection")}
         return dg.MaterializeResult(
             metadata={
-                "train_samples": info["train_samples"],
-                "eval_samples": info["eval_samples"],
-                "catalogue_paths": info["catalogue_paths"],
-                "parameters": info["parameters"],
-                "steps": info["steps"],
-                "train_seconds": info["train_seconds"],
+                "train_samples": info.train_samples,
+                "eval_samples": info.eval_samples,
+                "catalogue_paths": info.catalogue_paths,
+                "parameters": info.parameters,
+                "steps": info.steps,
+                "train_seconds": info.train_seconds,
                 "protocol": protocol,  # held-out: day d's engagements, or leave-one-out
-                "start": info["start"],  # warm: from the previous day's weights
-                "warm_start": dg.MetadataValue.json(info["warm"]),
-                "final_loss": float(info["final_loss"] or 0.0),
-                "decoding_path": " -> ".join(info["path_fields"]),
-                "sid_version": str(info["sid_version"]),
+                "start": info.start,  # warm: from the previous day's weights
+                "warm_start": dg.MetadataValue.json(info.warm),
+                "final_loss": float(info.final_loss or 0.0),
+                "decoding_path": " -> ".join(info.path_fields),
+                "sid_version": str(info.sid_version),
                 "model": dg.MetadataValue.path(str(out / "model.safetensors")),
                 "loss_curve": _png_md(out / "loss.png", "training loss (eq. 19)"),
                 "loss_curve_png": dg.MetadataValue.path(str(out / "loss.png")),
@@ -117,11 +118,12 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def retriever_eval(
         context: dg.AssetExecutionContext, sidflow: SidflowResource
     ) -> dg.MaterializeResult:
-        from models.retriever.pipeline import evaluate_run
+        from models.retriever.stage import evaluate_run
 
         day = _day(context)
         out = sidflow.paths.retriever_dir(day)
-        metrics = evaluate_run(sidflow.params, out)
+        result = evaluate_run(sidflow.params, out)
+        metrics = result.to_json()
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         return dg.MaterializeResult(
             metadata={

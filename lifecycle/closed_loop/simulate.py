@@ -24,10 +24,10 @@ from tqdm import tqdm
 from ingestion.canonical import write_parquet_atomic
 from ingestion.world import World
 from ingestion.world.closed_loop import day_requests, responses_to_events
-from orchestration import gates
+from lifecycle.closed_loop.report import bucket_metrics, write_report
+from orchestration import gate_rules as gates
+from orchestration.runner import run_days
 from sidflow.config import Params
-from sidflow.pipeline import run_days
-from sidflow.simulation_report import bucket_metrics, write_report
 from sidflow.workdir import Workdir
 
 SERVED_BATCH = "served.parquet"  # a served day's exposure log, landed as a raw events batch
@@ -58,9 +58,9 @@ def serve_day(
 
     Returns (shown slots with bucket and model, the world's response events).
     """
-    from serving.app import ServingApp
     from serving.exposure_log import land_day, log_dir
     from serving.recommender import Request
+    from serving.router import ServingApp
 
     wd = Workdir(params.workdir)
     shutil.rmtree(log_dir(wd.root, day), ignore_errors=True)  # a re-run serves the day afresh

@@ -9,9 +9,9 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from lifecycle.cli.settings import load
 from sidflow.config import Params
 from sidflow.workdir import Workdir
 
@@ -92,9 +92,7 @@ def cmd_sid_show(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
-def add_sid_commands(
-    sub: argparse._SubParsersAction, load: Callable[[argparse.Namespace], Params]
-) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `sid build` and `sid show` on the main parser's subcommands."""
     sid = sub.add_parser("sid", help="Semantic IDs: build a version, show its metrics")
     cmds = sid.add_subparsers(dest="sid_command", required=True)

@@ -1,4 +1,8 @@
-"""The `sidflow` command line: generate the world, load Amazon, validate, run the pipeline."""
+"""`sidflow params | world | load-amazon | validate | run | features`: data in, checked, run.
+
+Each command imports its stage when it runs (Dagster, Great Expectations, Feast and torch are
+heavy imports), so `sidflow --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from sidflow.config import Params, ParamsError, load_params
+from lifecycle.cli.settings import load, overrides
 from sidflow.workdir import Workdir
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    pairs = dict(kv.split("=", 1) for kv in (args.set or []))
-    if getattr(args, "size", None):
-        pairs["world.size"] = args.size
-    return pairs
-
-
-def _load(args: argparse.Namespace) -> Params:
-    return load_params(args.params, _overrides(args))
 
 
 def cmd_params(args: argparse.Namespace) -> int:
     """Print the validated settings."""
-    print(_load(args).model_dump_json(indent=2))
+    print(load(args).model_dump_json(indent=2))
     return 0
 
 
@@ -35,7 +28,7 @@ def cmd_world(args: argparse.Namespace) -> int:
     from ingestion.world import World
     from ingestion.world_stats import exposure_long_tail
 
-    params = _load(args)
+    params = load(args)
     t0 = time.perf_counter()
     world = World(params.world)
     days = world.days[: args.days] if args.days else world.days
@@ -73,10 +66,10 @@ def cmd_load_amazon(args: argparse.Namespace) -> int:
     """Load an Amazon 5-core folder: canonical tables, contracts, warehouse and the split."""
     from data_contracts.quarantine import Quarantine
     from data_contracts.runner import validate_table
-    from ingestion.amazon import load_amazon
+    from ingestion.readers.amazon import load_amazon
     from ingestion.warehouse import Warehouse
 
-    params = _load(args)
+    params = load(args)
     wd = Workdir(params.workdir)
     ds = load_amazon(args.path, args.name)
     out = wd.dataset_dir(args.name)
@@ -125,7 +118,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ingestion.sources import raw_batches
     from ingestion.warehouse import Warehouse
 
-    params = _load(args)
+    params = load(args)
     wd = Workdir(params.workdir)
     day = dt.date.fromisoformat(args.day) if args.day else None
     files = [Path(f) for f in args.files] or (raw_batches(wd, args.table, day) if day else [])
@@ -174,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ingestion.readers import SourceError
     from ingestion.sources import make_source
 
-    params = _load(args)
+    params = load(args)
     t0 = time.perf_counter()
     try:
         source = make_source(params)
@@ -191,9 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         days = [day]
     print(f"sidflow run: {cal.describe()}")
-    from sidflow.pipeline import run_days, run_history, summarize  # Dagster: a heavy import
+    from orchestration.runner import run_days, run_history, summarize  # Dagster: a heavy import
 
-    hist = run_history(params, source, cal, _overrides(args))
+    hist = run_history(params, source, cal, overrides(args))
     if hist is not None:
         if hist.run_id is None:
             what = "up to date (same content as the last load)"
@@ -213,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         train_days: list[dt.date] | None = []
     else:
         train_days = None if args.train_every_day else days[-1:]
-    runs = run_days(params, days, _overrides(args), train_days=train_days)
+    runs = run_days(params, days, overrides(args), train_days=train_days)
     summary = summarize(params, days)
     for r in runs:
         status = "ok" if r.success else f"STOPPED ({', '.join(r.failed_checks) or 'step failed'})"
@@ -238,7 +231,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from features.report import feature_table_markdown
     from ingestion.warehouse import Warehouse
 
-    params = _load(args)
+    params = load(args)
     if args.describe:
         print(feature_table_markdown(params.features))
         return 0
@@ -261,57 +254,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    """Start the Dagster UI on this project's instance (DAGSTER_HOME in the working folder)."""
-    import os
-
-    from sidflow.dagster_home import ensure_dagster_home
-
-    params = _load(args)
-    ensure_dagster_home(Workdir(params.workdir).dagster_home)
-    cmd = [
-        str(Path(sys.executable).with_name("dagster")),
-        "dev",
-        "-m",
-        "orchestration.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(args.port),
-    ]
-    print(
-        f"Dagster UI on http://127.0.0.1:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
-    )
-    os.execv(cmd[0], cmd)
-    return 0
-
-
-def cmd_screenshots(args: argparse.Namespace) -> int:
-    """Screenshots of the Dagster UI and the Data Docs index (headless chromium)."""
-    from sidflow.screenshots import take_screenshots
-
-    try:
-        shots = take_screenshots(_load(args))
-    except (FileNotFoundError, RuntimeError, TimeoutError) as e:
-        print(f"sidflow screenshots: {e}", file=sys.stderr)
-        return 2
-    for name, path in shots.items():
-        print(f"  {name:<20} {path}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
-    p = argparse.ArgumentParser(prog="sidflow", description=__doc__)
-    p.add_argument("--params", help="settings file (default: params.yaml or $SIDFLOW_PARAMS)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the data commands on the `sidflow` parser."""
     s = sub.add_parser("params", help="print the validated settings")
     s.set_defaults(func=cmd_params)
-
-    s = sub.add_parser("screenshots", help="PNGs of the Dagster UI and the Data Docs index")
-    s.set_defaults(func=cmd_screenshots)
 
     s = sub.add_parser("world", help="generate the synthetic world as canonical parquet")
     s.add_argument("--size", help="world size preset (tiny, small, medium, large)")
@@ -351,32 +297,3 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--materialize", action="store_true", help="then feast apply + materialize")
     s.add_argument("--describe", action="store_true", help="print every feature's definition")
     s.set_defaults(func=cmd_features)
-
-    s = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project")
-    s.add_argument("--port", type=int, default=3000)
-    s.set_defaults(func=cmd_ui)
-
-    from models.tokenizer.cli import add_sid_commands
-
-    add_sid_commands(sub, _load)  # `sidflow sid build|show` (Semantic IDs, issue 4)
-    from models.retriever.cli import add_commands as add_retriever_commands
-
-    add_retriever_commands(sub)  # `sidflow retriever`, `sidflow evaluate [--ablations]` (issue 5)
-    from sidflow.cli_lifecycle import add_lifecycle_commands
-
-    add_lifecycle_commands(sub, _load)  # simulate, serve, promote, rollback, registry
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `sidflow` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ParamsError as e:
-        print(f"sidflow: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,17 +6,15 @@ import argparse
 import json
 import os
 import subprocess
-from collections.abc import Callable
 
+from lifecycle.cli.settings import load
 from sidflow.config import Params
 from sidflow.workdir import Workdir
 
-Loader = Callable[[argparse.Namespace], Params]
 
-
-def cmd_simulate(args: argparse.Namespace, load: Loader) -> int:
+def cmd_simulate(args: argparse.Namespace) -> int:
     """Closed-loop A/B simulation over served days; prints the per-bucket summary."""
-    from sidflow.simulate import simulate, summary_lines
+    from lifecycle.closed_loop.simulate import simulate, summary_lines
 
     if args.days is not None:
         args.set = [*(args.set or []), f"simulation.days={args.days}"]
@@ -27,7 +25,7 @@ def cmd_simulate(args: argparse.Namespace, load: Loader) -> int:
     return 0 if all(d["run"] == "ok" or d["missed"] for d in result["days"]) else 1
 
 
-def cmd_serve(args: argparse.Namespace, load: Loader) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     """`bentoml serve` the service with the registry's promoted bundle."""
     params = load(args)
     env = {**os.environ, "SIDFLOW_WORKDIR": str(params.workdir), "BENTOML_DO_NOT_TRACK": "true"}
@@ -56,7 +54,7 @@ def _show(state: dict) -> None:
     print(json.dumps(slim, indent=2))
 
 
-def cmd_promote(args: argparse.Namespace, load: Loader) -> int:
+def cmd_promote(args: argparse.Namespace) -> int:
     """Promote the candidate (or a given bundle tag) to serve the control bucket."""
     from serving.bundle import read_manifest
 
@@ -68,7 +66,7 @@ def cmd_promote(args: argparse.Namespace, load: Loader) -> int:
     return 0
 
 
-def cmd_build_bento(args: argparse.Namespace, load: Loader) -> int:
+def cmd_build_bento(args: argparse.Namespace) -> int:
     """Build the Bento of the promoted bundle (or --tag), optionally export it to an archive."""
     from serving.build import build_bento, export_bento
 
@@ -85,13 +83,13 @@ def cmd_build_bento(args: argparse.Namespace, load: Loader) -> int:
     return 0
 
 
-def cmd_rollback(args: argparse.Namespace, load: Loader) -> int:
+def cmd_rollback(args: argparse.Namespace) -> int:
     """Serve the previously promoted version again."""
     _show(_registry(load(args)).rollback())
     return 0
 
 
-def cmd_registry(args: argparse.Namespace, load: Loader) -> int:
+def cmd_registry(args: argparse.Namespace) -> int:
     """Print what the buckets serve."""
     state = _registry(load(args)).current()
     _show(state)
@@ -104,25 +102,25 @@ def cmd_registry(args: argparse.Namespace, load: Loader) -> int:
     return 0
 
 
-def add_lifecycle_commands(sub: argparse._SubParsersAction, load: Loader) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the lifecycle subcommands on the `sidflow` parser."""
     s = sub.add_parser("simulate", help="closed-loop A/B simulation (serve, respond, retrain)")
     s.add_argument("--days", type=int, help="served days (default: simulation.days)")
     s.add_argument("--size", help="world size preset")
-    s.set_defaults(func=lambda a: cmd_simulate(a, load))
+    s.set_defaults(func=cmd_simulate)
     s = sub.add_parser("serve", help="bentoml serve the promoted bundle (A/B buckets)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, help="default: serving.port")
-    s.set_defaults(func=lambda a: cmd_serve(a, load))
+    s.set_defaults(func=cmd_serve)
     s = sub.add_parser("promote", help="promote the candidate (or --tag) to control")
     s.add_argument("--tag", help="a bundle tag, sidflow-recommender:<version>")
-    s.set_defaults(func=lambda a: cmd_promote(a, load))
+    s.set_defaults(func=cmd_promote)
     s = sub.add_parser("rollback", help="serve the previously promoted version again")
-    s.set_defaults(func=lambda a: cmd_rollback(a, load))
+    s.set_defaults(func=cmd_rollback)
     s = sub.add_parser("build-bento", help="bentoml build the promoted bundle (offline)")
     s.add_argument("--tag", help="a bundle tag (default: the promoted one)")
     s.add_argument("--export", help="also write the Bento and its model to this .bento file")
-    s.set_defaults(func=lambda a: cmd_build_bento(a, load))
+    s.set_defaults(func=cmd_build_bento)
     s = sub.add_parser("registry", help="what the A/B buckets serve")
     s.add_argument("--history", action="store_true")
-    s.set_defaults(func=lambda a: cmd_registry(a, load))
+    s.set_defaults(func=cmd_registry)

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from lifecycle.cli.settings import load
+
 
 def _day(args: argparse.Namespace, warehouse) -> dt.date | None:
     if args.day:
@@ -20,12 +22,11 @@ def cmd_retriever(args: argparse.Namespace) -> int:
     """Train the day's retriever on the warehouse and its SID table, then evaluate it."""
     from ingestion.warehouse import Warehouse
     from models.retriever.ablations import sid_version_dir
-    from models.retriever.pipeline import evaluate_run, train_run, warehouse_inputs
+    from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
     from models.tokenizer import load_sid_table
-    from sidflow.cli import _load
     from sidflow.workdir import Workdir
 
-    params = _load(args)
+    params = load(args)
     work = Workdir(params.workdir)
     wh = Warehouse(work.warehouse)
     day = _day(args, wh)
@@ -37,13 +38,13 @@ def cmd_retriever(args: argparse.Namespace) -> int:
     events, items, users = warehouse_inputs(wh, day)
     out = Path(args.out) if args.out else work.retriever_dir(day)
     info = train_run(params, events, items, users, table.frame, day, out, codebook_size=table.K)
-    metrics = evaluate_run(params, out, progress=True)
+    metrics = evaluate_run(params, out, progress=True).to_json()
     print(
         json.dumps(
             {
                 "day": str(day),
                 "folder": str(out),
-                "train": {k: v for k, v in info.items() if k != "losses"},
+                "train": info.summary(),
                 "metrics": metrics,
             },
             indent=2,
@@ -57,11 +58,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate the day's retriever run, or (--ablations) build the whole ablation table."""
     from ingestion.warehouse import Warehouse
     from models.retriever.ablations import run_ablations
-    from models.retriever.pipeline import evaluate_run
-    from sidflow.cli import _load
+    from models.retriever.stage import evaluate_run
     from sidflow.workdir import Workdir
 
-    params = _load(args)
+    params = load(args)
     work = Workdir(params.workdir)
     wh = Warehouse(work.warehouse)
     day = _day(args, wh)
@@ -89,7 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not (out / "model.safetensors").exists():
         print(f"no retriever for {day} in {out}: run `sidflow retriever` first", file=sys.stderr)
         return 2
-    print(json.dumps(evaluate_run(params, out, progress=True), indent=2))
+    print(json.dumps(evaluate_run(params, out, progress=True).to_json(), indent=2))
     return 0
 
 

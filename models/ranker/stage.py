@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 
-from models.data import FeatureSpace
+from models.ranker.checkpoint import load_ranker, save_ranker
 from models.ranker.data import (
     ITEM_FIELDS,
     USER_FIELDS,
@@ -31,10 +30,11 @@ from models.ranker.model import DIGRanker, RankerConfig
 from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_report
 from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
 from models.ranker.warm import warm_plan, warm_start
+from models.space import FeatureSpace
 from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RankerParams
 
-WEIGHTS, CONFIG, SAMPLES = "ranker.safetensors", "config.json", "samples.parquet"
+SAMPLES = "samples.parquet"
 
 
 def warehouse_events(warehouse, day: dt.date, train_days: int) -> tuple[pd.DataFrame, ...]:  # noqa: ANN001
@@ -79,35 +79,6 @@ def build_model(
         ema_decay=rp.ema_decay,
     )
     return DIGRanker(cfg, item_fields, item_sids)
-
-
-def save_ranker(
-    model: DIGRanker, enc: RankerEncoding, history_len: int, out: Path, extra: dict | None = None
-) -> Path:
-    """Weights (safetensors) and config.json (network config, encoding, history length)."""
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS))
-    cfg = {
-        "model": json.loads(model.cfg.to_json()),
-        "encoding": json.loads(enc.to_json()),
-        "history_len": history_len,
-        **(extra or {}),
-    }
-    (out / CONFIG).write_text(json.dumps(cfg))
-    return out
-
-
-def load_ranker(folder: Path) -> tuple[DIGRanker, RankerEncoding, dict]:
-    """Inverse of `save_ranker`: (model in eval mode, encoding, raw config)."""
-    raw = json.loads((Path(folder) / CONFIG).read_text())
-    state = load_file(str(Path(folder) / WEIGHTS))
-    model = DIGRanker(RankerConfig(**raw["model"]), state["item_fields"], state["item_sids"])
-    for name, tensor in state.items():  # variable-size buffers (bucket-mean tables)
-        if name.startswith("bucket_"):
-            setattr(model, name, tensor)
-    model.load_state_dict(state)
-    return model.eval(), RankerEncoding.from_dict(raw["encoding"]), raw
 
 
 def train_run(

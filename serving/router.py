@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,22 +17,10 @@ import pandas as pd
 from serving import ab
 from serving.bundle import bundle_path
 from serving.exposure_log import append, exposure_rows
-from serving.recommender import Recommendation, Recommender, Request
+from serving.recommender import Recommendation, Recommender, Request, Served
 from sidflow.config import Params
 from sidflow.registry import Registry, serving_version
 from sidflow.workdir import Workdir
-
-
-@dataclass
-class Served:
-    """One answered request, as the API returns it."""
-
-    request_id: str
-    user_id: str
-    scene: str
-    bucket: str
-    model: str
-    rec: Recommendation
 
 
 class NoModelError(RuntimeError):

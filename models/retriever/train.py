@@ -3,7 +3,7 @@ gradient clipping, optional EMA weight averaging, CUDA + bf16 autocast when pres
 CPU, DistributedDataParallel under `torchrun` (gloo on CPU, nccl on GPU), safetensors
 checkpoints, tqdm, loss curve PNG.
 
-    python -m torch.distributed.run --nproc_per_node 2 -m models.train --data DIR --out DIR
+    python -m torch.distributed.run --nproc_per_node 2 -m models.retriever.train --data DIR --out DIR
 
 trains on a prepared folder (`save_prepared`): the model config, the item buffers and
 the encoded training tensors, so the same code runs in one process or many.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from models.retriever.model import UniRec, UniRecConfig
+from models.training import device_for_training, distributed, lr_at
 from sidflow.atomic import replacing
 from sidflow.config import RetrieverTrainParams
 
@@ -42,27 +42,6 @@ class TrainResult:
     evals: list[tuple[int, dict]] = field(default_factory=list)  # (step, metrics)
     world_size: int = 1
     samples_seen: int = 0
-
-
-def device_for_training() -> torch.device:
-    """CUDA when present (then the local rank's GPU), else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up to `base`, then cosine decay to 10% of it."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    frac = (step - warmup) / max(1, total - warmup)
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
-
-
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def train(
@@ -85,7 +64,7 @@ def train(
     average of the weights is kept after every step (torch's AveragedModel); `eval_fn` sees
     the averaged model and `model` holds the averaged weights when training ends.
     """
-    rank, world = _dist()
+    rank, world = distributed()
     dev = device_for_training()
     if params.num_threads and dev.type == "cpu":
         torch.set_num_threads(params.num_threads)
@@ -207,7 +186,7 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> Uni
 def save_prepared(
     folder: Path, model: UniRec, data: dict[str, torch.Tensor], params: RetrieverTrainParams
 ) -> Path:
-    """Write what `python -m models.train --data folder` needs: init weights + tensors."""
+    """Write what `python -m models.retriever.train --data folder` needs: init weights + tensors."""
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, folder / "init.safetensors")
     save_file({k: v.contiguous() for k, v in data.items()}, str(folder / "train.safetensors"))
@@ -256,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir, out = Path(args.data), Path(args.out)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = _dist()
+    rank, world = distributed()
     params = RetrieverTrainParams.model_validate_json((data_dir / "train_params.json").read_text())
     model = load_checkpoint(data_dir / "init.safetensors")
     data = load_file(str(data_dir / "train.safetensors"))

@@ -12,9 +12,9 @@ from ingestion.calendar import SourceCalendar
 from ingestion.sources import Source
 from ingestion.warehouse import Warehouse
 from orchestration.assets.history import HISTORY_JOB, history_signature
+from orchestration.dagster_home import ensure_dagster_home
 from orchestration.definitions import DAILY_JOB, DATA_JOB, build_definitions
 from sidflow.config import Params
-from sidflow.dagster_home import ensure_dagster_home
 from sidflow.workdir import Workdir
 
 

@@ -22,8 +22,8 @@ from typing import IO
 import httpx
 import yaml
 
+from orchestration.dagster_home import ensure_dagster_home
 from sidflow.config import PROJECT_ROOT, Params
-from sidflow.dagster_home import ensure_dagster_home
 from sidflow.workdir import Workdir
 
 PAGES = {"dagster_assets": "/asset-groups", "dagster_runs": "/runs"}

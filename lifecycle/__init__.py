@@ -1,0 +1,2 @@
+"""The top floor: what a user runs. The `sidflow` command line (`cli/`), the closed-loop A/B
+simulation and its report (`closed_loop/`) and the screenshots of the UIs."""

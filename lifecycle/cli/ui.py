@@ -1,0 +1,59 @@
+"""`sidflow ui | screenshots`: the Dagster UI, and PNGs of it and of the Data Docs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lifecycle.cli.settings import load
+from sidflow.workdir import Workdir
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Start the Dagster UI on this project's instance (DAGSTER_HOME in the working folder)."""
+    import os
+
+    from orchestration.dagster_home import ensure_dagster_home
+
+    params = load(args)
+    ensure_dagster_home(Workdir(params.workdir).dagster_home)
+    cmd = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-m",
+        "orchestration.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    print(
+        f"Dagster UI on http://127.0.0.1:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
+    )
+    os.execv(cmd[0], cmd)
+    return 0
+
+
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    """Screenshots of the Dagster UI and the Data Docs index (headless chromium)."""
+    from lifecycle.screenshots import take_screenshots
+
+    try:
+        shots = take_screenshots(load(args))
+    except (FileNotFoundError, RuntimeError, TimeoutError) as e:
+        print(f"sidflow screenshots: {e}", file=sys.stderr)
+        return 2
+    for name, path in shots.items():
+        print(f"  {name:<20} {path}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the UI commands on the `sidflow` parser."""
+    s = sub.add_parser("screenshots", help="PNGs of the Dagster UI and the Data Docs index")
+    s.set_defaults(func=cmd_screenshots)
+
+    s = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project")
+    s.add_argument("--port", type=int, default=3000)
+    s.set_defaults(func=cmd_ui)
