@@ -20,6 +20,7 @@ from pathlib import Path
 
 import great_expectations as gx
 import yaml
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from sidflow.atomic import set_aside
 
@@ -52,7 +53,6 @@ def cut_config_files(gx_dir: Path) -> list[Path]:
 @functools.lru_cache(maxsize=4)
 def gx_context(root: str) -> gx.data_context.FileDataContext:
     """The file-backed GX project in `root` (progress bars off), cut files set aside first."""
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     gx_dir = Path(root) / "gx"
     if cut := cut_config_files(gx_dir):

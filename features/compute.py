@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import jinja2
+import pandas as pd
 
 from features.schema import TIMESTAMP, U2I_ATTRIBUTES, ViewSpec, view_specs
 from ingestion.warehouse import Warehouse
@@ -253,7 +254,6 @@ def compute_feature_tables(
 
 def read_feature_table(features_dir: Path, view: str, day: dt.date | None = None):  # noqa: ANN201
     """Read one view's rows (one day, or all days) as a DataFrame sorted by key and time."""
-    import pandas as pd
 
     folder = Path(features_dir) / view
     files = [folder / f"day={day.isoformat()}.parquet"] if day else sorted(folder.glob("*.parquet"))

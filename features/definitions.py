@@ -1,46 +1,69 @@
-"""The Feast objects of sidflow: entities, parquet sources, feature views and feature services.
+"""sidflow's Feast objects, loaded from `features/feature_repo/repo.py` where they are declared.
 
-Built from `features.schema` (names, types, definitions) and the `features` settings (windows,
-TTLs), for a given feature-table folder. `features/feature_repo/repo.py` exposes them to the
-`feast` CLI; `features.store.apply` registers the same objects from Python.
+repo.py declares every entity, parquet source, feature view and feature service by name at
+module level, as in Feast's own templates; `feast apply` reads it from the CLI. `build_repo`
+runs the same file for a given feature-table folder and `features` settings (windows, TTLs)
+and collects its objects the way `feast apply` does, so `features.store.apply` registers
+exactly what the CLI registers. The helpers repo.py uses are here too: `repo_settings` (the
+folder and settings to declare for) and `fields` (a view's schema from `features.schema`).
 """
 
 from __future__ import annotations
 
+import runpy
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.data_format import ParquetFormat
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Float64, Int64, UnixTimestamp
 
-from features.schema import ENTITY_KEYS, TIMESTAMP, ViewSpec, view_specs
-from sidflow.config import FeaturesParams
+from features.schema import ViewSpec, view_specs
+from sidflow.config import FeaturesParams, load_params
+from sidflow.workdir import Workdir
 
-OWNER = "features@sidflow"
+REPO_FILE = Path(__file__).resolve().parent / "feature_repo" / "repo.py"
 FEAST_TYPES = {"int": Int64, "float": Float64, "timestamp": UnixTimestamp}
-ENTITY_DESCRIPTIONS = {
-    "user": "A user (canonical users.user_id).",
-    "item": "A catalogue item (canonical items.item_id).",
-    "cat_l2": "Second-level category of an item: key of user x cat_l2 cross features.",
-    "cat_l3": "Third-level category of an item: key of user x cat_l3 cross features.",
-    "brand": "Brand of an item: key of user x brand cross features.",
-    "seller": "Seller of an item: key of user x seller cross features.",
-}
-# Which views each consumer reads (the Feast feature services).
-SERVICES = {
-    "ranker": "DIG ranker: user, item and all u2i cross features of (user, candidate item).",
-    "retriever": "UniRec retriever: request-level user features and user x category stats "
-    "for the Chain-of-Attribute category prefix.",
-    "sid_weights": "SID builder: item exposure and interaction counts over the largest window "
-    "(UniRec §3.2 capacity weights).",
-}
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    """What repo.py declares its objects for: the feature-table folder and `features` settings."""
+
+    features_dir: Path
+    features: FeaturesParams
+
+
+# Set by `build_repo` while it runs repo.py; unset when the `feast` CLI imports repo.py.
+_SETTINGS: ContextVar[RepoSettings | None] = ContextVar("sidflow_feast_repo", default=None)
+
+
+def repo_settings() -> RepoSettings:
+    """The settings repo.py declares its objects for.
+
+    Inside `build_repo`: the folder and settings it was given. Otherwise (the `feast` CLI):
+    the features folder of $SIDFLOW_WORKDIR (else params.yaml's `workdir`) and params.yaml's
+    `features` block.
+    """
+    settings = _SETTINGS.get()
+    if settings is None:
+        params = load_params()
+        settings = RepoSettings(Workdir(params.workdir).features_dir.resolve(), params.features)
+    return settings
+
+
+def fields(spec: ViewSpec) -> list[Field]:
+    """A feature view's schema: one Feast field per feature column of `spec`, in table order."""
+    return [
+        Field(name=f.name, dtype=FEAST_TYPES[f.kind], description=f.definition)
+        for f in spec.features
+    ]
 
 
 @dataclass(frozen=True)
 class FeastRepo:
-    """Every Feast object of the repo, by name."""
+    """Every Feast object of repo.py, by name (sources by the name of the view they feed)."""
 
     entities: dict[str, Entity]
     sources: dict[str, FileSource]
@@ -57,78 +80,52 @@ class FeastRepo:
         ]
 
 
-def entities() -> dict[str, Entity]:
-    """user, item and the item attributes that key the u2i cross features."""
-    return {
-        name: Entity(
-            name=name,
-            join_keys=[key],
-            value_type=ValueType.STRING,
-            description=ENTITY_DESCRIPTIONS[name],
-            owner=OWNER,
-        )
-        for name, key in ENTITY_KEYS.items()
-    }
-
-
-def source(spec: ViewSpec, features_dir: Path) -> FileSource:
-    """The folder of one view's parquet files, one per day (`<view>/day=<d>.parquet`)."""
-    return FileSource(
-        name=f"{spec.name}_source",
-        path=str(Path(features_dir).resolve() / spec.name),
-        file_format=ParquetFormat(),
-        timestamp_field=TIMESTAMP,
-        description=f"Daily feature table of {spec.name}, written by features/compute.py.",
-        owner=OWNER,
-    )
-
-
-def feature_view(
-    spec: ViewSpec, src: FileSource, ents: dict[str, Entity], fp: FeaturesParams
-) -> FeatureView:
-    """A feature view over `src`, whose TTL lets a row stand until the next one is written."""
-    by_key = {e.join_key: e for e in ents.values()}
-    return FeatureView(
-        name=spec.name,
-        entities=[by_key[k] for k in spec.join_keys],
-        ttl=timedelta(days=fp.ttl_days[spec.ttl_group]),
-        schema=[
-            Field(name=f.name, dtype=FEAST_TYPES[f.kind], description=f.definition)
-            for f in spec.features
-        ],
-        source=src,
-        online=True,
-        description=spec.description,
-        owner=OWNER,
-        tags={"stage": "features", "ttl_group": spec.ttl_group},
-    )
-
-
-def feature_services(views: dict[str, FeatureView], fp: FeaturesParams) -> dict:
-    """One feature service per consumer: ranker, retriever, sid_weights."""
-    w = fp.windows_days[-1]
-    weights = [f"item_{c}_{w}d" for c in ("exposures", "clicks", "carts", "purchases")]
-    members = {
-        "ranker": list(views.values()),
-        "retriever": [views["user_stats"], views["user_cat_l2"], views["user_cat_l3"]],
-        "sid_weights": [views["item_stats"][weights]],
-    }
-    return {
-        name: FeatureService(
-            name=name,
-            features=members[name],
-            description=SERVICES[name],
-            owner=OWNER,
-            tags={"consumer": name},
-        )
-        for name in SERVICES
-    }
-
-
 def build_repo(features_dir: Path, fp: FeaturesParams) -> FeastRepo:
-    """All Feast objects for feature tables under `features_dir`."""
-    ents = entities()
+    """All Feast objects of repo.py, declared for feature tables under `features_dir`.
+
+    Runs repo.py with these settings and collects its module-level objects in declaration
+    order (what `feast apply` registers), then checks the views against `features.schema`.
+    """
+    features_dir = Path(features_dir).resolve()
+    token = _SETTINGS.set(RepoSettings(features_dir, fp))
+    try:
+        namespace = runpy.run_path(str(REPO_FILE), run_name="sidflow_feature_repo")
+    finally:
+        _SETTINGS.reset(token)
+    objs = list(namespace.values())
+    views = {o.name: o for o in objs if isinstance(o, FeatureView)}
+    repo = FeastRepo(
+        entities={o.name: o for o in objs if isinstance(o, Entity)},
+        sources={name: view.batch_source for name, view in views.items()},
+        views=views,
+        services={o.name: o for o in objs if isinstance(o, FeatureService)},
+    )
+    declared = [o for o in objs if isinstance(o, FileSource)]
+    problems = check_views(repo, features_dir, fp)
+    if {id(s) for s in declared} != {id(s) for s in repo.sources.values()}:
+        problems.append("every declared source must feed exactly the views that use it")
+    if problems:
+        raise ValueError(f"{REPO_FILE} disagrees with features/schema.py: " + "; ".join(problems))
+    return repo
+
+
+def check_views(repo: FeastRepo, features_dir: Path, fp: FeaturesParams) -> list[str]:
+    """Where repo.py's views differ from `features.schema` (names, keys, fields, TTLs, sources)."""
     specs = view_specs(fp)
-    sources = {name: source(spec, features_dir) for name, spec in specs.items()}
-    views = {name: feature_view(spec, sources[name], ents, fp) for name, spec in specs.items()}
-    return FeastRepo(ents, sources, views, feature_services(views, fp))
+    if list(repo.views) != list(specs):
+        return [f"views {list(repo.views)} != {list(specs)}"]
+    problems = []
+    for name, spec in specs.items():
+        view = repo.views[name]
+        keys = [repo.entities[e].join_key for e in view.entities]
+        if keys != list(spec.join_keys):
+            problems.append(f"{name}: join keys {keys} != {list(spec.join_keys)}")
+        if [f.name for f in view.features] != spec.feature_names:
+            problems.append(f"{name}: fields differ from view_specs()['{name}']")
+        if view.ttl != timedelta(days=fp.ttl_days[spec.ttl_group]):
+            problems.append(f"{name}: ttl {view.ttl} != ttl_days['{spec.ttl_group}']")
+        if Path(view.batch_source.path) != features_dir / name:
+            problems.append(
+                f"{name}: source path {view.batch_source.path} != {features_dir / name}"
+            )
+    return problems

@@ -41,7 +41,7 @@ def preview_markdown(frame: pd.DataFrame, n: int = 8, max_cols: int = 10) -> str
 
 def plot_png(report: FeatureTablesReport, item_table: pd.DataFrame, path: Path) -> Path:
     """Rows per view and the distribution of item CTR over the smallest and largest windows."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -9,6 +9,7 @@ errors that the contract quarantines.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,6 @@ def read_batch(path: Path) -> tuple[pd.DataFrame, bool]:
 
 def _short_csv_rows(path: Path, n_rows: int) -> list[str | None]:
     """Flag rows with fewer fields than the header (a truncated write leaves one at the end)."""
-    import csv
 
     errors: list[str | None] = [None] * n_rows
     with path.open(newline="", encoding="utf-8", errors="replace") as f:

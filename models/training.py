@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -30,3 +31,33 @@ def distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@dataclass
+class WarmPlan:
+    """Whether today's run starts from the previous run's weights, and why."""
+
+    start: str  # "warm" | "cold"
+    reason: str = ""
+    source: str | None = None  # the previous run folder
+    cold_day: str | None = None  # the chain's last cold start
+    sid_kept: float | None = None  # share of old items whose SID is unchanged
+    model: torch.nn.Module | None = field(default=None, repr=False)  # the previous weights
+    previous: object = field(default=None, repr=False)  # its vocabularies / feature encoding
+    report: dict[str, int] = field(default_factory=dict)  # rows copied / kept fresh
+
+    def summary(self) -> dict:
+        """JSON-friendly: what train.json and the asset's metadata show."""
+        out = {
+            "reason": self.reason,
+            "from": self.source,
+            "cold_day": self.cold_day,
+            "sid_kept": self.sid_kept,
+            "report": self.report,
+        }
+        return {k: v for k, v in out.items() if v not in (None, "", {})}
+
+
+def cold(reason: str) -> WarmPlan:
+    """A cold start, with its reason."""
+    return WarmPlan("cold", reason)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from serving.bundle import model_store
 from sidflow.config import PROJECT_ROOT
 
 BENTOFILE = PROJECT_ROOT / "bentofile.yaml"
@@ -74,6 +75,7 @@ def _run(script: str, args: list[str], workdir: Path, what: str, timeout_s: floa
 def bento_store(workdir: Path):  # noqa: ANN201 - bentoml's BentoStore
     """The Bento store under the working folder (`<workdir>/bentoml/bentos`)."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    # bentoml reads its home at import: imported where used, after the env is set
     from bentoml._internal.bento import BentoStore
 
     path = Path(workdir) / "bentoml" / "bentos"
@@ -87,9 +89,7 @@ def build_bento(workdir: Path, model_tag: str, timeout_s: float = 300.0) -> dict
     Returns {"tag": "sidflow:<version>", "path": <Bento folder>}. Raises ValueError when the
     bundle is not in the working folder's model store, RuntimeError when the build fails.
     """
-    import bentoml
-
-    from serving.bundle import model_store
+    import bentoml  # see bento_store: imported where used
 
     try:
         model_store(workdir).get(model_tag)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -64,12 +65,29 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:10]
 
 
+@dataclass
+class BundleManifest:
+    """What a bundle is (its manifest.json): the day, what it was trained on, what it holds."""
+
+    day: str
+    task_behaviour: str  # the Task-Conditioned BOS requests ask with (unirec §3.4)
+    sid_version: str
+    sid_dvc_hash: str
+    window: str  # the engagements the retriever learnt from
+    parts: list[str]  # "retriever", and "ranker" when one was trained
+    metrics: dict  # the gated numbers: {"retriever": ..., "ranker": ...}
+
+    def to_json(self) -> dict:
+        """The manifest.json content."""
+        return asdict(self)
+
+
 def save_bundle(
     workdir: Path,
     day: dt.date,
     parts: dict[str, Path],
     tables: dict[str, pd.DataFrame],
-    manifest: dict,
+    manifest: BundleManifest,
 ) -> str:
     """Save a bundle to the model store; returns its tag (`sidflow-recommender:<version>`).
 
@@ -88,11 +106,11 @@ def save_bundle(
                 shutil.copy2(Path(src) / f, dst / f)
     for stem, frame in tables.items():
         frame.to_parquet(staging / f"{stem}.parquet", index=False)
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    (staging / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2, default=str))
     version = f"d{day:%Y%m%d}-{_fingerprint(staging)}"
     tag = f"{MODEL_NAME}:{version}"
     store = model_store(workdir)
-    import bentoml
+    import bentoml  # imported where used, as in model_store
 
     try:
         store.get(tag)
@@ -102,13 +120,13 @@ def save_bundle(
         pass
     labels = {
         "day": day.isoformat(),
-        "sid_version": str(manifest.get("sid_version")),
-        "sid_dvc_hash": str(manifest.get("sid_dvc_hash")),
-        "window": str(manifest.get("window")),
+        "sid_version": manifest.sid_version,
+        "sid_dvc_hash": manifest.sid_dvc_hash,
+        "window": manifest.window,
         "ranker": "yes" if "ranker" in parts else "no",
     }
     with bentoml.models.create(
-        tag, labels=labels, metadata={"metrics": manifest.get("metrics")}, _model_store=store
+        tag, labels=labels, metadata={"metrics": manifest.metrics}, _model_store=store
     ) as model:
         shutil.copytree(staging, model.path, dirs_exist_ok=True)
     shutil.rmtree(staging)

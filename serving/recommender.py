@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.ranker.serving import LoadedRanker
 from models.retriever.beam import beam_search
 from models.retriever.stage import load_item_paths
 from models.retriever.train import load_checkpoint
@@ -96,8 +97,6 @@ class Recommender:
         self.beam_size = beam_size
         self.ranker = None
         if (folder / "ranker").exists():
-            from models.ranker.serving import LoadedRanker
-
             self.ranker = LoadedRanker.load(folder / "ranker")
         self.online = online_features
 

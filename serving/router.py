@@ -46,6 +46,7 @@ class ServingApp:
     def _online_features(self):  # noqa: ANN202 - features.store.OnlineFeatures or None
         """The Feast online store reader (only needed when a bundle holds a ranker)."""
         if self._online is None:
+            # Feast is a heavy import, needed only when a bundle holds a ranker
             from features.store import OnlineFeatures
 
             self._online = OnlineFeatures(self.params)

@@ -23,6 +23,7 @@ from pydantic_core import to_json
 from starlette.responses import Response
 
 import sidflow  # noqa: F401  (telemetry off)
+from serving.ab import override
 from serving.recommender import Request, Served
 from serving.router import NoModelError, ServingApp
 from sidflow.config import load_params
@@ -126,8 +127,6 @@ class Sidflow:
         headers = ctx.request.headers
         forced = None
         if headers.get(QA_BUCKET_HEADER):
-            from serving.ab import override
-
             bucket = override(SP, headers.get(QA_BUCKET_HEADER), headers.get(QA_TOKEN_HEADER))
             if bucket is None:
                 ctx.response.status_code = 403

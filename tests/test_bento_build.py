@@ -30,6 +30,7 @@ from ingestion.warehouse import Warehouse
 from serving.build import BENTOFILE, bento_manifest, bento_store, build_bento
 from serving.bundle import (
     MODEL_NAME,
+    BundleManifest,
     bundle_path,
     histories,
     model_store,
@@ -94,14 +95,15 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_world) -> tuple[Workdi
             "histories": histories(events, params.retriever.model.history_len),
             "popularity": popularity(events, day),
         }
-        manifest = {
-            "day": day.isoformat(),
-            "sid_version": "sid-test",
-            "sid_dvc_hash": "n/a",
-            "window": f"{tiny_world.days[0]}..{day - dt.timedelta(days=1)}",
-            "parts": ["retriever"],
-            "metrics": {},
-        }
+        manifest = BundleManifest(
+            day=day.isoformat(),
+            task_behaviour="click",
+            sid_version="sid-test",
+            sid_dvc_hash="n/a",
+            window=f"{tiny_world.days[0]}..{day - dt.timedelta(days=1)}",
+            parts=["retriever"],
+            metrics={},
+        )
         tag = save_bundle(wd.root, day, {"retriever": run}, tables, manifest)
         yield wd, tag
 

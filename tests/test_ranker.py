@@ -237,12 +237,12 @@ def test_ranker_warm_start_copies_rows_by_value_and_plans_cold_when_needed(tmp_p
     save_ranker(old, old_enc, rp.history_len, prev, {"day": "2026-01-07"})
     (prev / "train.json").write_text(json.dumps({"day": "2026-01-07", "cold_day": "2026-01-07"}))
     ws = WarmStartParams(lr=1e-3)
-    assert warm_plan(ws, prev, new, enc, day)["start"] == "warm"
-    assert warm_plan(ws, None, new, enc, day)["start"] == "cold"
+    assert warm_plan(ws, prev, new, enc, day).start == "warm"
+    assert warm_plan(ws, None, new, enc, day).start == "cold"
     late = warm_plan(ws, prev, new, enc, dt.date(2026, 1, 14))
-    assert late["start"] == "cold" and "every 7 days" in late["reason"]
+    assert late.start == "cold" and "every 7 days" in late.reason
     wider, _ = _ranker_for(items2, sid2, RankerParams(**{**SMALL, "d_emb": 12}), seed=1)
-    assert "settings changed" in warm_plan(ws, prev, wider, enc, day)["reason"]
+    assert "settings changed" in warm_plan(ws, prev, wider, enc, day).reason
     moved = sid2.assign(s0=(sid2["s0"] + 1) % 6)
     recoded, _ = _ranker_for(items2, moved, rp, seed=1)
-    assert "kept their SID" in warm_plan(ws, prev, recoded, enc, day)["reason"]
+    assert "kept their SID" in warm_plan(ws, prev, recoded, enc, day).reason

@@ -22,7 +22,7 @@ from data_contracts.runner import validate_table
 from ingestion.warehouse import Warehouse
 from orchestration.runner import run_days
 from serving import ab, launch
-from serving.bundle import bundle_path, read_manifest, save_bundle
+from serving.bundle import BundleManifest, bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
 from sidflow.config import ServingParams, load_params
 from sidflow.registry import Registry
@@ -209,8 +209,10 @@ def test_a_model_swap_under_load_loses_no_request(served):
         t: pd.read_parquet(folder / f"{t}.parquet")
         for t in ("catalogue", "users", "histories", "popularity")
     }
-    manifest = {**read_manifest(wd.root, before["tag"]), "note": "swap test"}
-    day = dt.date.fromisoformat(manifest["day"])
+    fields = read_manifest(wd.root, before["tag"])
+    fields = {k: v for k, v in fields.items() if k in BundleManifest.__dataclass_fields__}
+    manifest = BundleManifest(**{**fields, "window": fields["window"] + " (swap test)"})
+    day = dt.date.fromisoformat(manifest.day)
     tag = save_bundle(wd.root, day, {"retriever": folder / "retriever"}, tables, manifest)
     assert tag != before["tag"]
 

@@ -1,4 +1,7 @@
-"""`sidflow retriever` (train + evaluate one day) and `sidflow evaluate [--ablations]`."""
+"""`sidflow retriever` (train + evaluate one day) and `sidflow evaluate [--ablations]`.
+
+Each command imports its stage when it runs (heavy imports), so `sidflow --help` stays fast.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sidflow simulate | serve | build-bento | promote | rollback | registry`: lifecycle commands."""
+"""`sidflow simulate | serve | build-bento | promote | rollback | registry`: lifecycle commands.
+
+Each command imports its stage when it runs (heavy imports), so `sidflow --help` stays fast.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sidflow ui | screenshots`: the Dagster UI, and PNGs of it and of the Data Docs."""
+"""`sidflow ui | screenshots`: the Dagster UI, and PNGs of it and of the Data Docs.
+
+Each command imports its stage when it runs (heavy imports), so `sidflow --help` stays fast.
+"""
 
 from __future__ import annotations
 

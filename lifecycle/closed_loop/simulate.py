@@ -27,7 +27,11 @@ from ingestion.world.closed_loop import day_requests, responses_to_events
 from lifecycle.closed_loop.report import bucket_metrics, write_report
 from orchestration import gate_rules as gates
 from orchestration.runner import run_days
+from serving.exposure_log import land_day, log_dir
+from serving.recommender import Request
+from serving.router import ServingApp
 from sidflow.config import Params
+from sidflow.registry import Registry
 from sidflow.workdir import Workdir
 
 SERVED_BATCH = "served.parquet"  # a served day's exposure log, landed as a raw events batch
@@ -43,7 +47,6 @@ def served_days(params: Params) -> list[dt.date]:
 def bootstrap(params: Params, overrides: dict[str, str]) -> list:
     """Logged days through the data job, the last through the whole graph (skipped when a
     model is already promoted)."""
-    from sidflow.registry import Registry
 
     if Registry(Workdir(params.workdir).registry).current().get("promoted"):
         return []
@@ -58,9 +61,6 @@ def serve_day(
 
     Returns (shown slots with bucket and model, the world's response events).
     """
-    from serving.exposure_log import land_day, log_dir
-    from serving.recommender import Request
-    from serving.router import ServingApp
 
     wd = Workdir(params.workdir)
     shutil.rmtree(log_dir(wd.root, day), ignore_errors=True)  # a re-run serves the day afresh
@@ -97,7 +97,6 @@ def serve_day(
 
 def simulate(params: Params, overrides: dict[str, str]) -> dict:
     """Run the loop for `params.simulation.days` served days; returns the report's paths/rows."""
-    from sidflow.registry import Registry
 
     wd = Workdir(params.workdir)
     world = World(params.world)

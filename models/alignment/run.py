@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,15 @@ from models.alignment.dpo import dpo_loss, preference_pairs
 from models.alignment.rft import rewards, rft_loss
 from models.ranker.samples import attach_history, exposure_rows
 from models.retriever.evaluate import evaluate
-from models.retriever.samples import attach_profiles, build_samples, encode_batch
-from models.retriever.stage import load_item_paths
+from models.retriever.model import UniRec
+from models.retriever.paths import load_item_paths
+from models.retriever.samples import Samples, attach_profiles, build_samples, encode_batch
 from models.retriever.train import load_checkpoint, save_checkpoint
 from models.retriever.trie import PathTrie
 from models.space import BEHAVIOURS, FeatureSpace
 from models.training import device_for_training
-from sidflow.config import Params
+from sidflow.atomic import write_text_atomic
+from sidflow.config import AlignmentParams, Params
 
 
 def rft_data(
@@ -92,8 +95,6 @@ def dpo_data(
         if h:
             hist[i, -len(h) :] = space.ids("item_id", h)
             hist_type[i, -len(h) :] = [BEHAVIOURS.index(x) + 1 for x in ty]
-    from models.retriever.samples import Samples
-
     ctx = Samples(
         user_id=ctx_rows["user_id"].to_numpy(object),
         item_id=ctx_rows["item_id"].to_numpy(object),
@@ -115,25 +116,30 @@ def dpo_data(
     return data, out
 
 
-def align_run(
-    params: Params,
-    events: pd.DataFrame,
-    items: pd.DataFrame,
-    users: pd.DataFrame,
-    day: dt.date,
-    run: Path,
-    out: Path,
-    progress: bool = True,
-) -> dict:
-    """Fine-tune the retriever in `run` with RFT + DPO; write `out`; return metrics.json."""
-    t0 = time.perf_counter()
-    ap, ev = params.alignment, params.retriever.eval
-    policy = load_checkpoint(run / "model.safetensors")
-    reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    paths = load_item_paths(run / "item_paths.parquet", policy.cfg.path)
-    space = FeatureSpace.build(items, users, params.data.scenes)
-    rft = rft_data(params, events, items, users, space, paths, day)
-    dpo, pairs = dpo_data(params, events, users, space, paths, day)
+@dataclass
+class AlignmentResult:
+    """What `align_run` did: HR@K before and after, and whether serving may use the result."""
+
+    day: str
+    before: dict[str, float | None]
+    after: dict[str, float]
+    hr50_drop: float
+    accepted: bool  # HR@50 fell by at most alignment.max_hr_drop
+    rft_samples: int
+    dpo_pairs: int
+    dpo_strict_pairs: int
+    steps: int
+    train_seconds: float
+    total_seconds: float
+    settings: dict
+    curve: list[dict] = field(default_factory=list)
+
+
+def optimise(
+    policy: UniRec, reference: UniRec, rft: dict, dpo: dict, ap: AlignmentParams, progress: bool
+) -> tuple[int, list[dict]]:
+    """The mixed objective (eq. 20): lambda_RFT L_RFT + lambda_DPO L_DPO over batches drawn
+    from the RFT samples and the DPO pairs; returns (steps, loss curve)."""
     dev = device_for_training()
     policy.to(dev)
     reference.to(dev)
@@ -146,8 +152,8 @@ def align_run(
     for step in tqdm(range(steps), desc="align retriever", disable=not progress):
         policy.train()
         loss_rft = loss_dpo = torch.zeros((), device=dev)
-        if len(rft.get("target", [])):
-            idx = torch.randint(len(rft["target"]), (ap.batch_size,), generator=gen)
+        if n_rft:
+            idx = torch.randint(n_rft, (ap.batch_size,), generator=gen)
             batch = {k: v[idx].to(dev) for k, v in rft.items()}
             loss_rft = rft_loss(policy, batch, ap.rft_lambda, ap.clip)
         if dpo:
@@ -162,15 +168,15 @@ def align_run(
         curve.append(
             {"step": step + 1, "rft": float(loss_rft.detach()), "dpo": float(loss_dpo.detach())}
         )
-    train_seconds = time.perf_counter() - t0
     policy.cpu().eval()
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(policy, out / "model.safetensors", {"day": day.isoformat(), "aligned": True})
-    shutil.copy2(run / "item_paths.parquet", out / "item_paths.parquet")
-    pairs.to_parquet(out / "pairs.parquet", index=False)
+    return steps, curve
+
+
+def hit_ratios(params: Params, policy: UniRec, run: Path, paths) -> dict[str, float]:  # noqa: ANN001
+    """HR@K (all and purchase samples) of `policy` on the run's held-out samples."""
+    ev = params.retriever.eval
     held = load_file(str(run / "eval.safetensors"))
     purchase = np.array(json.loads((run / "eval_meta.json").read_text())["purchase"], bool)
-    before = json.loads((run / "metrics.json").read_text())
     trie = PathTrie(paths.codes, paths.spec.vocab_sizes)
     after = evaluate(
         policy,
@@ -182,44 +188,73 @@ def align_run(
         batch_size=ev.batch_size,
         purchase=purchase,
     )
-    keys = [k for k in after if k.startswith("hr@")]
+    return {k: v for k, v in after.items() if k.startswith("hr@")}
+
+
+def align_run(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    day: dt.date,
+    run: Path,
+    out: Path,
+    progress: bool = True,
+) -> AlignmentResult:
+    """Fine-tune the retriever in `run` with RFT + DPO; write `out` (model, pairs,
+    metrics.json, alignment.png); accepted when HR@50 drops by at most max_hr_drop."""
+    t0 = time.perf_counter()
+    ap = params.alignment
+    policy = load_checkpoint(run / "model.safetensors")
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    paths = load_item_paths(run / "item_paths.parquet", policy.cfg.path)
+    space = FeatureSpace.build(items, users, params.data.scenes)
+    rft = rft_data(params, events, items, users, space, paths, day)
+    dpo, pairs = dpo_data(params, events, users, space, paths, day)
+    steps, curve = optimise(policy, reference, rft, dpo, ap, progress)
+    train_seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(policy, out / "model.safetensors", {"day": day.isoformat(), "aligned": True})
+    shutil.copy2(run / "item_paths.parquet", out / "item_paths.parquet")
+    pairs.to_parquet(out / "pairs.parquet", index=False)
+    before = json.loads((run / "metrics.json").read_text())
+    after = hit_ratios(params, policy, run, paths)
     drop = before.get("hr@50", 0.0) - after.get("hr@50", 0.0)
-    metrics = {
-        "day": day.isoformat(),
-        "before": {k: before.get(k) for k in keys},
-        "after": {k: after[k] for k in keys},
-        "hr50_drop": drop,
-        "accepted": bool(drop <= ap.max_hr_drop),
-        "rft_samples": int(len(rft.get("target", []))),
-        "dpo_pairs": int(len(pairs)),
-        "dpo_strict_pairs": int((pairs["winner_level"] > pairs["loser_level"]).sum())
-        if len(pairs)
-        else 0,
-        "steps": steps,
-        "train_seconds": round(train_seconds, 2),
-        "total_seconds": round(time.perf_counter() - t0, 2),
-        "settings": ap.model_dump(),
-        "curve": curve,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_alignment(metrics, out / "alignment.png")
-    return metrics
+    strict = int((pairs["winner_level"] > pairs["loser_level"]).sum()) if len(pairs) else 0
+    result = AlignmentResult(
+        day=day.isoformat(),
+        before={k: before.get(k) for k in after},
+        after=after,
+        hr50_drop=drop,
+        accepted=bool(drop <= ap.max_hr_drop),
+        rft_samples=int(len(rft.get("target", []))),
+        dpo_pairs=int(len(pairs)),
+        dpo_strict_pairs=strict,
+        steps=steps,
+        train_seconds=round(train_seconds, 2),
+        total_seconds=round(time.perf_counter() - t0, 2),
+        settings=ap.model_dump(),
+        curve=curve,
+    )
+    write_text_atomic(json.dumps(asdict(result), indent=2), out / "metrics.json")
+    plot_alignment(result, out / "alignment.png")
+    return result
 
 
-def plot_alignment(metrics: dict, path: Path) -> Path:
+def plot_alignment(result: AlignmentResult, path: Path) -> Path:
     """Before / after bars of HR@K on all and purchase samples -> PNG."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(metrics["after"])
+    keys = list(result.after)
     x = np.arange(len(keys))
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.bar(x - 0.2, [metrics["before"][k] or 0 for k in keys], 0.4, label="before")
-    ax.bar(x + 0.2, [metrics["after"][k] for k in keys], 0.4, label="after RFT + DPO")
+    ax.bar(x - 0.2, [result.before[k] or 0 for k in keys], 0.4, label="before")
+    ax.bar(x + 0.2, [result.after[k] for k in keys], 0.4, label="after RFT + DPO")
     ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="hit ratio", title=f"retriever alignment, day {metrics['day']}")
+    ax.set(ylabel="hit ratio", title=f"retriever alignment, day {result.day}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -60,8 +60,8 @@ def run_ablations(params: Params, day: dt.date, progress: bool = False) -> dict:
             samples=samples,
             progress=progress,
         )
-        metrics = evaluate_run(run, users)  # the day's samples.parquet, one folder up
-        out[name] = {"settings": change, "train_seconds": info["train_seconds"], **metrics}
+        metrics = evaluate_run(run, users).to_json()  # the day's samples.parquet, one folder up
+        out[name] = {"settings": change, "train_seconds": info.train_seconds, **metrics}
     report = wd.ranker_eval_dir(day)
     (report / "ablations.json").write_text(json.dumps(out, indent=2))
     plot_ablations(out, report / "ablations.png")
@@ -70,7 +70,7 @@ def run_ablations(params: Params, day: dt.date, progress: bool = False) -> dict:
 
 def plot_ablations(results: dict, path: Path) -> Path:
     """Rank AUC and retrieval-path AUC per variant -> PNG."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -128,6 +128,7 @@ def build_ranker_samples(
     histories). Columns: request_id, user_id, item_id, ts, scene, position, price, labels,
     sampled_negative, eval, history, history_type, then every `ranker` feature.
     """
+    # Feast is a heavy import; serving loads this module without needing it
     from features.store import training_frame
 
     rp = params.ranker

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,10 +32,50 @@ from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_re
 from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
 from models.ranker.warm import warm_plan, warm_start
 from models.space import FeatureSpace
+from models.training import cold
 from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RankerParams
 
 SAMPLES = "samples.parquet"
+
+
+@dataclass
+class RankerRun:
+    """What `train_run` did (also written as the run folder's train.json)."""
+
+    day: str
+    samples: dict  # rows, click rate, negatives of the sample table (samples.sample_report)
+    cross_features: int
+    user_features: int
+    use_u2i: bool
+    u2t: str
+    parameters: int
+    steps: int
+    sample_seconds: float
+    train_seconds: float
+    first_loss: dict | None  # the loss parts (eq. 8) at the first and last logged steps
+    final_loss: dict | None
+    start: str  # "warm" | "cold"
+    warm: dict  # the warm-start plan: reason, source run, rows copied
+    cold_day: str
+    curve: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RankerEval:
+    """What `evaluate_run` measured on day d's held-out exposures."""
+
+    metrics: dict[str, float]  # rank AUC, retrieval AUC per layer, gap, grouped AUC, ...
+    predict_seconds: float
+    negatives: str | int
+
+    def to_json(self) -> dict:
+        """The metrics.json content (flat: the ranker gate reads `rank_auc`, `auc_gap`)."""
+        return {
+            **self.metrics,
+            "predict_seconds": self.predict_seconds,
+            "negatives": self.negatives,
+        }
 
 
 def warehouse_events(warehouse, day: dt.date, train_days: int) -> tuple[pd.DataFrame, ...]:  # noqa: ANN001
@@ -94,7 +135,7 @@ def train_run(
     samples: pd.DataFrame | None = None,
     progress: bool = True,
     warm_from: Path | None = None,
-) -> dict:
+) -> RankerRun:
     """Build the samples (unless given), train on the days before d, save the run folder.
 
     With `warm_from` (the previous day's run folder) and `ranker.warm_start` on, training
@@ -115,46 +156,46 @@ def train_run(
     model = build_model(rp, enc, fields, sids, codebook_size)
     train_rows = samples[~samples["eval"]].reset_index(drop=True)
     ws, train_params = rp.warm_start, rp
-    plan = warm_plan(ws, warm_from, model, enc, day) if warm_from else {"start": "cold"}
-    if plan["start"] == "warm":
+    plan = warm_plan(ws, warm_from, model, enc, day)
+    if plan.start == "warm":
         first = pd.Timestamp(day - dt.timedelta(days=ws.days), tz="UTC")
         recent = pd.to_datetime(train_rows["ts"], utc=True) >= first
         if recent.sum() >= 2:
             train_rows = train_rows[recent.to_numpy()].reset_index(drop=True)
-            report = warm_start(model, enc, plan.pop("model"), plan.pop("encoding"))
-            plan["report"] = {k: len(v) for k, v in report.items()}
+            report = warm_start(model, enc, plan.model, plan.previous)
+            plan.report = {k: len(v) for k, v in report.items()}
             train_params = rp.model_copy(
                 update={"epochs": ws.epochs, "lr": ws.lr, "max_steps": None}
             )
         else:
-            plan = {"start": "cold", "reason": f"no exposures in the {ws.days} day(s) before {day}"}
+            plan = cold(f"no exposures in the {ws.days} day(s) before {day}")
     data = encode_frame(train_rows, enc, users, rp.history_len)
     result = train_ranker(model, data, train_params, progress=progress)
     save_ranker(model, enc, rp.history_len, out, {"day": day.isoformat()})
     plot_loss_parts(result, out / "loss.png", f"ranker loss parts (eq. 8), as of {day}")
-    info = {
-        "day": day.isoformat(),
-        "samples": sample_report(samples),
-        "cross_features": len(enc.cross_cols),
-        "user_features": len(enc.user_cols),
-        "use_u2i": rp.use_u2i,
-        "u2t": rp.u2t,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": result.steps,
-        "sample_seconds": round(t_samples, 2),
-        "train_seconds": round(result.seconds, 2),
-        "first_loss": result.curve[0] if result.curve else None,
-        "final_loss": result.curve[-1] if result.curve else None,
-        "curve": result.curve,
-        "start": plan["start"],
-        "warm": {k: v for k, v in plan.items() if k != "start"},
-        "cold_day": plan.get("cold_day", day.isoformat()),
-    }
-    write_text_atomic(json.dumps(info, indent=2), out / "train.json")  # the "finished" mark
-    return info
+    run = RankerRun(
+        day=day.isoformat(),
+        samples=sample_report(samples),
+        cross_features=len(enc.cross_cols),
+        user_features=len(enc.user_cols),
+        use_u2i=rp.use_u2i,
+        u2t=rp.u2t,
+        parameters=sum(p.numel() for p in model.parameters()),
+        steps=result.steps,
+        sample_seconds=round(t_samples, 2),
+        train_seconds=round(result.seconds, 2),
+        first_loss=result.curve[0] if result.curve else None,
+        final_loss=result.curve[-1] if result.curve else None,
+        start=plan.start,
+        warm=plan.summary(),
+        cold_day=plan.cold_day or day.isoformat(),
+        curve=result.curve,
+    )
+    write_text_atomic(json.dumps(asdict(run), indent=2), out / "train.json")  # "finished"
+    return run
 
 
-def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> dict:
+def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> RankerEval:
     """Score day d's held-out exposures: metrics.json (+ roc.png) in `out` (default: run)."""
     out = out or run
     out.mkdir(parents=True, exist_ok=True)
@@ -170,8 +211,9 @@ def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> dic
     scores = predict(model, data)
     y = held["click"].to_numpy()
     metrics = ranker_metrics(y, scores, held["user_id"].to_numpy(), held["purchase"].to_numpy() > 0)
-    metrics["predict_seconds"] = round(time.perf_counter() - t0, 3)
-    metrics["negatives"] = sample_report(held)["negatives"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    result = RankerEval(
+        metrics, round(time.perf_counter() - t0, 3), sample_report(held)["negatives"]
+    )
+    write_text_atomic(json.dumps(result.to_json(), indent=2), out / "metrics.json")
     plot_roc(y, scores, out / "roc.png", f"ranker ROC, day {raw.get('day')}")
-    return metrics
+    return result

@@ -173,7 +173,7 @@ def ranker_metrics(
 
 def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path, title: str):  # noqa: ANN001, ANN201
     """ROC curves of the rank path and each retrieval-path layer -> PNG."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -194,7 +194,7 @@ def plot_roc(y: np.ndarray, scores: dict[str, np.ndarray], path, title: str):  #
 
 def plot_loss_parts(result: RankerTrainResult, path, title: str):  # noqa: ANN001, ANN201
     """Each part of eq. 8 over training steps -> PNG."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -29,6 +29,7 @@ from models.ranker.checkpoint import load_ranker
 from models.ranker.data import RankerEncoding
 from models.ranker.model import DIGRanker
 from models.retriever.warm import copy_weights, field_rows
+from models.training import WarmPlan, cold
 from sidflow.config import WarmStartParams
 
 FRESH = ("item_fields", "item_sids", "codebooks", "bucket_")  # name prefixes never copied
@@ -66,43 +67,33 @@ def sid_kept(
 
 def warm_plan(
     ws: WarmStartParams, prev: Path | None, new: DIGRanker, new_enc: RankerEncoding, day: dt.date
-) -> dict:
-    """Whether today's ranker may start from `prev`'s weights: {"start": "warm" | "cold", ...}.
+) -> WarmPlan:
+    """Whether today's ranker may start from `prev`'s weights.
 
     Cold when warm starts are off, there is no previous run, `cold_every_days` have passed
     since the chain's last cold start, the network or feature columns changed, or the SID
     table re-learned the old items' codes.
     """
     if not ws.enabled:
-        return {"start": "cold", "reason": "ranker.warm_start.enabled is false"}
+        return cold("ranker.warm_start.enabled is false")
     if prev is None:
-        return {"start": "cold", "reason": "no earlier ranker run"}
+        return cold("no earlier ranker run")
     info = json.loads((prev / "train.json").read_text())
     cold_day = dt.date.fromisoformat(info.get("cold_day", info["day"]))
     if (day - cold_day).days >= ws.cold_every_days:
-        return {
-            "start": "cold",
-            "reason": f"last cold start {cold_day}: every {ws.cold_every_days} days",
-        }
+        return cold(f"last cold start {cold_day}: every {ws.cold_every_days} days")
     old, old_enc, _ = load_ranker(prev)
     skip = set(SAME_CONFIG_EXCEPT)
     a = {k: v for k, v in json.loads(old.cfg.to_json()).items() if k not in skip}
     b = {k: v for k, v in json.loads(new.cfg.to_json()).items() if k not in skip}
     if a != b:
-        return {"start": "cold", "reason": "ranker settings changed"}
+        return cold("ranker settings changed")
     if (old_enc.user_cols, old_enc.cross_cols) != (new_enc.user_cols, new_enc.cross_cols):
-        return {"start": "cold", "reason": "the feature columns changed"}
+        return cold("the feature columns changed")
     kept = sid_kept(old, old_enc, new, new_enc)
     if kept < ws.min_sid_kept:
-        return {"start": "cold", "reason": f"only {kept:.1%} of the old items kept their SID"}
-    return {
-        "start": "warm",
-        "from": str(prev),
-        "cold_day": cold_day.isoformat(),
-        "sid_kept": round(kept, 4),
-        "model": old,
-        "encoding": old_enc,
-    }
+        return cold(f"only {kept:.1%} of the old items kept their SID")
+    return WarmPlan("warm", "", str(prev), cold_day.isoformat(), round(kept, 4), old, old_enc)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import torch
@@ -27,8 +28,12 @@ from models.retriever.samples import build_samples, time_split
 from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
 from models.retriever.train import train
 from models.space import FeatureSpace
+from models.tokenizer import build_sids, load_sid_table
 from sidflow.config import Params
 from sidflow.workdir import Workdir
+
+matplotlib.use("Agg")  # plots are files: no display
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 BASELINES = ["popularity", "sasrec_bce", "sasrec_ce"]
 COLUMNS = [
@@ -57,7 +62,6 @@ def sid_version_dir(work: Workdir, day: dt.date) -> Path:
 
 def plain_sids(folder: Path, capacity_table) -> pd.DataFrame:
     """Plain RQ-KMeans SIDs over the same embeddings, K, L and seed as the capacity table."""
-    from models.tokenizer import build_sids
 
     emb = folder / "embeddings.safetensors"
     if not emb.exists():
@@ -137,7 +141,6 @@ def run_ablations(
     `sid_day` picks an earlier SID version (e.g. the day before, so the SIDs saw none of
     the held-out day's events); items without a SID then count as misses.
     """
-    from models.tokenizer import load_sid_table
 
     work = Workdir(params.workdir)
     variants = variants if variants is not None else [*ABLATIONS, "tiger"]
@@ -195,11 +198,6 @@ def ablation_markdown(results: dict[str, dict], day: dt.date | None = None) -> s
 
 def write_report(results: dict[str, dict], folder: Path, day: dt.date | None = None) -> dict:
     """ablations.md / .json / .png in `folder`; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "md": folder / "ablations.md",

@@ -35,7 +35,8 @@ from models.retriever.samples import Samples, attach_profiles, build_samples, en
 from models.retriever.train import TrainResult, load_checkpoint, plot_losses, save_checkpoint, train
 from models.retriever.trie import PathTrie
 from models.retriever.validation import BestCheckpoint, choose_item_head_weight
-from models.retriever.warm import WarmPlan, cold, warm_plan, warm_start
+from models.retriever.warm import warm_plan, warm_start
+from models.training import WarmPlan, cold
 from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RetrieverModelParams
 
@@ -161,7 +162,7 @@ def plan_start(params: Params, prep: Prepared, day: dt.date, warm_from: Path | N
         return cold(f"no engagements in the {ws.days} day(s) before {day}")
     if plan.start == "warm":
         prep.train = prep.train.subset(recent)
-        copied = warm_start(prep.parts.model, plan.model, prep.parts.space.vocab, plan.vocab)
+        copied = warm_start(prep.parts.model, plan.model, prep.parts.space.vocab, plan.previous)
         plan.report = {k: len(v) for k, v in copied.items()}
     return plan
 

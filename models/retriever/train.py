@@ -196,7 +196,7 @@ def save_prepared(
 
 def plot_losses(result: TrainResult, path: Path, title: str = "retriever training loss") -> Path:
     """Loss curve PNG (and validation metrics when tracked)."""
-    import matplotlib
+    import matplotlib  # a heavy import, only where a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

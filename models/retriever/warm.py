@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +34,7 @@ import torch
 from models.retriever.model import UniRec
 from models.retriever.paths import ItemPaths, PathSpec, load_item_paths
 from models.retriever.train import load_checkpoint
+from models.training import WarmPlan, cold
 from sidflow.config import WarmStartParams
 
 # today's catalogue, never copied
@@ -164,36 +164,6 @@ def copy_weights(
         tensor[new_rows[ok]] = src[old_rows[ok]].to(tensor.dtype)
         report["remapped"].append(name)
     return report
-
-
-@dataclass
-class WarmPlan:
-    """Whether today's run starts from the previous run's weights, and why."""
-
-    start: str  # "warm" | "cold"
-    reason: str = ""
-    source: str | None = None  # the previous run folder
-    cold_day: str | None = None  # the chain's last cold start
-    sid_kept: float | None = None  # share of old items whose SID is unchanged
-    model: UniRec | None = field(default=None, repr=False)  # the previous weights (warm)
-    vocab: dict | None = field(default=None, repr=False)  # its vocabularies (warm)
-    report: dict[str, int] = field(default_factory=dict)  # rows copied / kept fresh
-
-    def summary(self) -> dict:
-        """JSON-friendly: what train.json and the asset's metadata show."""
-        out = {
-            "reason": self.reason,
-            "from": self.source,
-            "cold_day": self.cold_day,
-            "sid_kept": self.sid_kept,
-            "report": self.report,
-        }
-        return {k: v for k, v in out.items() if v not in (None, "", {})}
-
-
-def cold(reason: str) -> WarmPlan:
-    """A cold start, with its reason."""
-    return WarmPlan("cold", reason)
 
 
 def warm_plan(

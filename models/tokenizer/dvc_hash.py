@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from dvc_data.hashfile.tree import Tree
+
 
 def file_md5(path: Path) -> str:
     """md5 of the file's bytes (DVC 3 `md5` hashes)."""
@@ -22,7 +24,6 @@ def file_md5(path: Path) -> str:
 
 def dvc_dir_hash(folder: Path) -> str:
     """The `md5: <hex>.dir` value `dvc.lock` would record for `folder` as an output."""
-    from dvc_data.hashfile.tree import Tree
 
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     if not files:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.tokenizer.dedup import collision_rate
+
 TOPS = (0.01, 0.05, 0.10)
 
 
@@ -78,7 +80,6 @@ def sid_report(
     tau: float,
 ) -> dict:
     """All metrics of one SID assignment (codes (N, L) for embeddings x (N, D))."""
-    from models.tokenizer.dedup import collision_rate
 
     cap = float(weights.sum()) / k
     return {

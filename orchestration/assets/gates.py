@@ -17,6 +17,7 @@ import dagster as dg
 from orchestration import gates as g
 from orchestration.resources import SidflowResource
 from sidflow.config import Params
+from sidflow.registry import Registry
 from sidflow.workdir import Workdir
 
 
@@ -43,7 +44,6 @@ def _result(reports: Path, day: dt.date, stage: str, gates: list[g.Gate]) -> dg.
 
 def promoted_metrics(params: Params, stage: str) -> dict | None:
     """Metrics the promoted model was promoted with (None when nothing is promoted yet)."""
-    from sidflow.registry import Registry
 
     current = Registry(Workdir(params.workdir).registry).current()
     promoted = current.get("promoted") if current else None

@@ -12,9 +12,13 @@ from pathlib import Path
 import dagster as dg
 
 from ingestion.warehouse import Warehouse
+from models.alignment.run import align_run
+from models.ranker.stage import evaluate_run, train_run, warehouse_events
+from models.tokenizer.table import load_sid_table
 from orchestration.assets.retriever import _png_md, metrics_markdown
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.atomic import write_text_atomic
+from sidflow.workdir import previous_run
 
 OWNER = "team:ml"
 SKIPPED = "skipped.json"  # a run folder holding this instead of a model: the stage was skipped
@@ -74,9 +78,6 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def ranker_model(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.ranker.stage import train_run, warehouse_events
-        from models.tokenizer.table import load_sid_table
-        from sidflow.workdir import previous_run
 
         day, params = _day(context), sidflow.params
         out = sidflow.paths.ranker_dir(day)
@@ -98,20 +99,20 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             progress=False,
             warm_from=previous_run(out.parent, day),
         )
-        s = info["samples"]
-        final = info["final_loss"] or {}
+        s = info.samples
+        final = info.final_loss or {}
         return dg.MaterializeResult(
             metadata={
                 "train_rows": s["train_rows"],
                 "eval_rows": s["eval_rows"],
                 "click_rate": s["click_rate"],
                 "negatives": s["negatives"],
-                "cross_features": info["cross_features"],
-                "parameters": info["parameters"],
-                "steps": info["steps"],
-                "start": info["start"],  # warm: from the previous day's weights
-                "warm_start": dg.MetadataValue.json(info["warm"]),
-                "train_seconds": info["train_seconds"],
+                "cross_features": info.cross_features,
+                "parameters": info.parameters,
+                "steps": info.steps,
+                "start": info.start,  # warm: from the previous day's weights
+                "warm_start": dg.MetadataValue.json(info.warm),
+                "train_seconds": info.train_seconds,
                 **{f"final_loss_{k}": float(v) for k, v in final.items() if k != "step"},
                 "samples": dg.MetadataValue.path(str(out / "samples.parquet")),
                 "model": dg.MetadataValue.path(str(out / "ranker.safetensors")),
@@ -134,7 +135,6 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def ranker_eval(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.ranker.stage import evaluate_run
 
         day = _day(context)
         out = sidflow.paths.ranker_eval_dir(day)
@@ -145,7 +145,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             return result
         (out / SKIPPED).unlink(missing_ok=True)
         users = warehouse.warehouse.query("SELECT * FROM users")
-        metrics = evaluate_run(sidflow.paths.ranker_dir(day), users, out)
+        metrics = evaluate_run(sidflow.paths.ranker_dir(day), users, out).to_json()
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         return dg.MaterializeResult(
             metadata={
@@ -170,8 +170,6 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     def aligned_retriever(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.alignment.run import align_run
-        from models.ranker.stage import warehouse_events
 
         day, params = _day(context), sidflow.params
         out = sidflow.paths.aligned_retriever_dir(day)
@@ -186,19 +184,19 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             params, events, items, users, day, sidflow.paths.retriever_dir(day), out, progress=False
         )
         table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(
-            f"| {k} | {m['before'][k] or 0:.4f} | {m['after'][k]:.4f} |" for k in m["after"]
+            f"| {k} | {m.before[k] or 0:.4f} | {m.after[k]:.4f} |" for k in m.after
         )
         return dg.MaterializeResult(
             metadata={
-                "accepted": m["accepted"],
-                "hr50_drop": float(m["hr50_drop"]),
-                **{f"after_{k.replace('@', '_at_')}": float(v) for k, v in m["after"].items()},
-                "rft_samples": m["rft_samples"],
-                "dpo_pairs": m["dpo_pairs"],
-                "train_seconds": m["train_seconds"],
+                "accepted": m.accepted,
+                "hr50_drop": float(m.hr50_drop),
+                **{f"after_{k.replace('@', '_at_')}": float(v) for k, v in m.after.items()},
+                "rft_samples": m.rft_samples,
+                "dpo_pairs": m.dpo_pairs,
+                "train_seconds": m.train_seconds,
                 "metrics_json": dg.MetadataValue.path(str(out / "metrics.json")),
                 "before_after": _png_md(out / "alignment.png", "HR@K before / after alignment"),
-                "preview": dg.MetadataValue.md(table + "\n\n" + json.dumps(m["settings"])),
+                "preview": dg.MetadataValue.md(table + "\n\n" + json.dumps(m.settings)),
             }
         )
 

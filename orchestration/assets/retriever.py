@@ -13,7 +13,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from models.retriever.protocol import resolve_protocol
+from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
+from models.tokenizer.table import load_sid_table
 from orchestration.resources import SidflowResource, WarehouseResource
+from sidflow.workdir import previous_run
 
 OWNER = "team:ml"
 
@@ -55,10 +59,6 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def retriever_model(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.retriever.protocol import resolve_protocol
-        from models.retriever.stage import train_run, warehouse_inputs
-        from models.tokenizer.table import load_sid_table
-        from sidflow.workdir import previous_run
 
         day = _day(context)
         params = sidflow.params
@@ -118,7 +118,6 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def retriever_eval(
         context: dg.AssetExecutionContext, sidflow: SidflowResource
     ) -> dg.MaterializeResult:
-        from models.retriever.stage import evaluate_run
 
         day = _day(context)
         out = sidflow.paths.retriever_dir(day)

@@ -16,7 +16,12 @@ import time
 import dagster as dg
 import pandas as pd
 
+from models.tokenizer.dvc_hash import dvc_dir_hash
 from orchestration.resources import SidflowResource, WarehouseResource
+from serving.build import build_bento
+from serving.bundle import BundleManifest, histories, popularity, read_manifest, save_bundle
+from serving.exposure_log import read_day
+from sidflow.registry import Registry
 
 OWNER = "team:ml-platform"
 
@@ -28,7 +33,6 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
 def ab_evidence(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.date) -> dict:
     """Per bucket and model: requests, exposures, clicks and CTR of `day` (exposure log x
     the day's click events in the warehouse)."""
-    from serving.exposure_log import read_day
 
     log = read_day(sidflow.paths.root, day)
     if log.empty:
@@ -108,9 +112,6 @@ def build_serve_assets(
     def bento_bundle(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from models.tokenizer.dvc_hash import dvc_dir_hash
-        from serving.build import build_bento
-        from serving.bundle import histories, popularity, save_bundle
 
         day = _day(context)
         wd, params = sidflow.paths, sidflow.params
@@ -141,24 +142,23 @@ def build_serve_assets(
         if ranker_metrics.exists():
             metrics["ranker"] = json.loads(ranker_metrics.read_text())
         first = wh.query("SELECT min(day) AS d FROM events")["d"].iloc[0]
-        manifest = {
-            "day": day.isoformat(),
-            # the Task-Conditioned BOS serving asks with (unirec §3.4): click where the source
-            # logs clicks, else its most common engagement (reviews: purchase)
-            "task_behaviour": serving_behaviour(events),
-            "sid_version": sid_metrics["version"],
-            "sid_dvc_hash": dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts"),
-            "window": training_window(pd.Timestamp(first).date(), day, run),  # trained on
-            "parts": sorted(parts),
-            "metrics": metrics,
-        }
+        manifest = BundleManifest(
+            day=day.isoformat(),
+            # click where the source logs clicks, else its most common engagement (reviews)
+            task_behaviour=serving_behaviour(events),
+            sid_version=sid_metrics["version"],
+            sid_dvc_hash=dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts"),
+            window=training_window(pd.Timestamp(first).date(), day, run),
+            parts=sorted(parts),
+            metrics=metrics,
+        )
         tag = save_bundle(wd.root, day, parts, tables, manifest)
         t0 = time.perf_counter()
         bento = build_bento(wd.root, tag)  # bentofile.yaml + this bundle, built offline
         build_s = round(time.perf_counter() - t0, 1)
         (wd.reports / "bundles").mkdir(parents=True, exist_ok=True)
         (wd.reports / "bundles" / f"day={day}.json").write_text(
-            json.dumps({"tag": tag, "bento": bento, **manifest}, indent=2, default=str)
+            json.dumps({"tag": tag, "bento": bento, **manifest.to_json()}, indent=2, default=str)
         )
         return dg.MaterializeResult(
             metadata={
@@ -166,15 +166,17 @@ def build_serve_assets(
                 "bento": bento["tag"],
                 "bento_path": dg.MetadataValue.path(bento["path"]),
                 "bento_build_s": build_s,
-                "sid_version": manifest["sid_version"],
-                "sid_dvc_hash": manifest["sid_dvc_hash"],
-                "window": manifest["window"],
-                "parts": dg.MetadataValue.json(manifest["parts"]),
+                "sid_version": manifest.sid_version,
+                "sid_dvc_hash": manifest.sid_dvc_hash,
+                "window": manifest.window,
+                "parts": dg.MetadataValue.json(manifest.parts),
                 "hr_at_50": metrics["retriever"].get("hr@50"),
                 "users_with_history": len(tables["histories"]["user_id"].unique()),
                 "preview": dg.MetadataValue.md(
                     "| field | value |\n|---|---|\n"
-                    + "\n".join(f"| {k} | {v} |" for k, v in manifest.items() if k != "metrics")
+                    + "\n".join(
+                        f"| {k} | {v} |" for k, v in manifest.to_json().items() if k != "metrics"
+                    )
                 ),
             }
         )
@@ -191,8 +193,6 @@ def build_serve_assets(
     def promotion(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        from serving.bundle import read_manifest
-        from sidflow.registry import Registry
 
         day = _day(context)
         wd = sidflow.paths

@@ -14,6 +14,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from features.store import item_weights
+from models.retriever.protocol import held_out_event_ids, resolve_protocol
+from models.tokenizer.metrics import concentration_table
+from models.tokenizer.stage import previous_day_dir, run_sid_stage
 from orchestration.resources import SidflowResource, WarehouseResource
 
 OWNER = "team:ml-tokenizer"
@@ -52,8 +56,6 @@ def exposure_weights(params, day: dt.date) -> tuple[pd.Series | None, str]:  # n
     interactions) itself from the warehouse (models/tokenizer/weights.py).
     """
     try:
-        from features.store import item_weights
-
         series = item_weights(params, day - dt.timedelta(days=1))
     except FileNotFoundError:
         return None, "warehouse counts (no feature-store item_stats for the previous day)"
@@ -102,9 +104,6 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def sid_table(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ):
-        from models.retriever.protocol import held_out_event_ids, resolve_protocol
-        from models.tokenizer.metrics import concentration_table
-        from models.tokenizer.stage import previous_day_dir, run_sid_stage
 
         day = dt.date.fromisoformat(context.partition_key)
         params, paths, wh = sidflow.params, sidflow.paths, warehouse.warehouse
