@@ -7,6 +7,7 @@ Every entry point (CLI, Dagster, DVC stages, tests) loads settings through
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -492,7 +493,9 @@ def load_params(path: Path | str | None = None, overrides: dict | None = None) -
     """Load and validate params.yaml (or $SIDFLOW_PARAMS); `overrides` are dotted keys.
 
     Relative paths in the file are resolved against the file's folder, and
-    $SIDFLOW_WORKDIR, when set, replaces `workdir` (tests use temp folders).
+    $SIDFLOW_WORKDIR, when set, replaces `workdir` (tests use temp folders). $SIDFLOW_SET, a
+    JSON object of dotted keys, adds overrides under `overrides` (how `sidflow serve` hands
+    its `--set` to the BentoML process).
     """
     path = Path(path or os.environ.get("SIDFLOW_PARAMS") or DEFAULT_PARAMS_PATH)
     if not path.exists():
@@ -501,7 +504,8 @@ def load_params(path: Path | str | None = None, overrides: dict | None = None) -
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML: {e}") from e
-    for dotted, value in (overrides or {}).items():
+    env_set = json.loads(os.environ["SIDFLOW_SET"]) if os.environ.get("SIDFLOW_SET") else {}
+    for dotted, value in {**env_set, **(overrides or {})}.items():
         # strings are read as YAML, as in the file: "tiny", "0.5", "{50: 0.1}", "[a, b]"
         set_dotted(raw, dotted, yaml.safe_load(value) if isinstance(value, str) else value)
     try:

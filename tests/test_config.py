@@ -50,3 +50,11 @@ def test_cli_reports_bad_setting(capsys):
 
     assert main(["--set", "world.size=huge", "params"]) == 2
     assert "world.size 'huge'" in capsys.readouterr().err
+
+
+def test_overrides_from_the_environment(workdir, monkeypatch):
+    """`sidflow serve --set k=v` hands its overrides to the BentoML process as $SIDFLOW_SET."""
+    monkeypatch.setenv("SIDFLOW_SET", '{"serving.beam_size": "200", "world.size": "tiny"}')
+    params = load_params()
+    assert params.serving.beam_size == 200 and params.world.size == "tiny"
+    assert load_params(overrides={"serving.beam_size": "30"}).serving.beam_size == 30

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 
-from lifecycle.cli.settings import load
+from lifecycle.cli.settings import load, overrides
 from sidflow.config import Params
 from sidflow.workdir import Workdir
 
@@ -34,6 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = {**os.environ, "SIDFLOW_WORKDIR": str(params.workdir), "BENTOML_DO_NOT_TRACK": "true"}
     if args.params:
         env["SIDFLOW_PARAMS"] = str(args.params)
+    if overrides(args):  # the service loads its settings itself: hand it every --set
+        env["SIDFLOW_SET"] = json.dumps(overrides(args))
     port = args.port or params.serving.port
     from serving.launch import serve_command
 
