@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
@@ -80,6 +80,12 @@ class BundleManifest:
     def to_json(self) -> dict:
         """The manifest.json content."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> BundleManifest:
+        """A manifest read back (`read_manifest`); keys it does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def save_bundle(

@@ -9,6 +9,7 @@ network.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -167,8 +168,9 @@ def test_cli_builds_the_given_bundle_and_exports_it_with_the_model(offline, tmp_
         t: pd.read_parquet(folder / f"{t}.parquet")
         for t in ("catalogue", "users", "histories", "popularity")
     }
-    manifest = {**read_manifest(wd.root, tag), "note": "a newer bundle"}
-    day = dt.date.fromisoformat(manifest["day"])
+    manifest = BundleManifest.from_json(read_manifest(wd.root, tag))
+    manifest = dataclasses.replace(manifest, window=manifest.window + " (a newer bundle)")
+    day = dt.date.fromisoformat(manifest.day)
     newer = save_bundle(wd.root, day, {"retriever": folder / "retriever"}, tables, manifest)
     assert newer != tag and str(model_store(wd.root).get(f"{MODEL_NAME}:latest").tag) == newer
     archive = tmp_path / "sidflow.bento"

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from orchestration import gates as g
+from orchestration import gate_rules as g
 from sidflow.config import RankerGateParams, RetrieverGateParams, SidGateParams
 
 SID_METRICS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration import gates as g
+from orchestration import gate_rules as g
 from orchestration.resources import SidflowResource
 from sidflow.config import Params
 from sidflow.registry import Registry
