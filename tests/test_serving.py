@@ -223,7 +223,7 @@ def test_a_model_swap_under_load_loses_no_request(served):
     with cf.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(call, i) for i in range(200)]
         time.sleep(0.3)
-        registry.promote({"tag": tag, **manifest}, reason="swap under load (test)")
+        registry.promote({"tag": tag, **manifest.to_json()}, reason="swap under load (test)")
         results = [f.result() for f in futures]
         after = [pool.submit(call, i).result() for i in range(8)]
     assert [s for s, _ in results + after] == [200] * (len(results) + len(after))
