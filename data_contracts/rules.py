@@ -84,14 +84,20 @@ class RowRules:
         rules.recount_duplicates(df, pd.Series(False, index=df.index))
         return rules
 
-    def recount_duplicates(self, df: pd.DataFrame, blocked: pd.Series) -> None:
+    def recount_duplicates(
+        self, df: pd.DataFrame, blocked: pd.Series, within: pd.Series | None = None
+    ) -> None:
         """Duplicates again, the first kept occurrence chosen among rows that break no other
-        rule and are not `blocked` (in a batch quarantined whole)."""
+        rule and are not `blocked` (in a batch quarantined whole); `within`: only keys
+        repeated inside the same group (batch) count."""
         if self.unique is None:
             return
         rule, key = self.unique
         others = self.broke.drop(columns=[rule]).any(axis=1)
-        self.broke[rule] = duplicates(df[key], ~others & ~blocked)
+        keys = df[key]
+        if within is not None:
+            keys = keys.where(keys.isna(), within.astype(str) + "\x00" + keys.astype(str))
+        self.broke[rule] = duplicates(keys, ~others & ~blocked)
 
     @property
     def bad(self) -> pd.Series:

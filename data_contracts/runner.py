@@ -91,27 +91,52 @@ def _suite(table, limits, day, window, scenes, items, users):  # noqa: ANN001, A
     return events_suite(limits, start, end, scenes, items.source, users.source)
 
 
-def _judge(
-    df: pd.DataFrame, bad: pd.Series, files: list[Path], main: Path | None, limit: float
-) -> list[BatchVerdict]:
-    """Each conformed batch: accepted, or quarantined whole when its bad share > limit."""
-    out = []
+def _over(
+    df: pd.DataFrame, bad: pd.Series, files: list[Path], limit: float, skip: dict
+) -> dict[str, tuple[int, str]]:
+    """The batches (not in `skip`) whose share of bad rows exceeds `limit`: their bad rows
+    and the reason."""
+    out = {}
     for f in files:
         rows = df[FILE] == str(f)
         n, n_bad = int(rows.sum()), int((bad & rows).sum())
-        share = n_bad / n if n else 0.0
-        over = share > limit
-        reason = (
-            f"{share:.2%} of its {n:,} rows broke a rule (limit {limit:.2%})"
-            if over
-            else (f"{n_bad:,} of {n:,} rows quarantined" if n_bad else None)
-        )
-        out.append(
-            BatchVerdict(
-                str(f), n, n_bad, "quarantined" if over else "accepted", reason, None, f == main
-            )
-        )
+        if str(f) not in skip and n and n_bad / n > limit:
+            why = f"{n_bad / n:.2%} of its {n:,} rows broke a rule (limit {limit:.2%})"
+            out[str(f)] = (n_bad, why)
     return out
+
+
+def _isolate(
+    df: pd.DataFrame, rules: RowRules, files: list[Path], main: Path | None, limit: float
+) -> tuple[list[BatchVerdict], pd.Series]:
+    """Judge each batch; returns the verdicts and the rows of batches quarantined whole.
+
+    A batch is first judged by its own rows (a key repeated only across batches does not
+    count yet). Then a repeated key's kept original is chosen among the batches still in
+    (the source's first) and the others are judged again, until none more goes over the
+    limit: a good row is never counted a duplicate of a row that is not kept.
+    """
+    whole = pd.Series(False, index=df.index)
+    rules.recount_duplicates(df, whole, within=df[FILE])
+    reasons = _over(df, rules.bad, files, limit, {})
+    while True:
+        whole = df[FILE].isin(reasons)
+        rules.recount_duplicates(df, whole)
+        new = _over(df, rules.bad, files, limit, reasons)
+        if not new:
+            break
+        reasons |= new  # grows every round, so the loop ends
+    verdicts = []
+    for f in files:
+        rows = df[FILE] == str(f)
+        n, n_bad = int(rows.sum()), int((rules.bad & rows).sum())
+        if str(f) in reasons:  # as judged (its rows may since repeat kept ones)
+            n_bad, reason = reasons[str(f)]
+            verdicts.append(BatchVerdict(str(f), n, n_bad, "quarantined", reason, None, f == main))
+            continue
+        reason = f"{n_bad:,} of {n:,} rows quarantined" if n_bad else None
+        verdicts.append(BatchVerdict(str(f), n, n_bad, "accepted", reason, None, f == main))
+    return verdicts, whole
 
 
 def decide(
@@ -204,11 +229,7 @@ def validate_table(
     result = validate_rows(gx_root, table, suite, df)
     order = [(e.meta or {}).get("rule", e.expectation_type) for e in suite.expectations]
     rules = RowRules.from_result(result, df, order)
-    judged = _judge(df, rules.bad, conformed, main, limits.max_quarantine_fraction)
-    whole = df[FILE].isin({b.file for b in judged if b.status == "quarantined"})
-    if whole.any():  # their rows cannot be the kept original of a repeated key
-        rules.recount_duplicates(df, whole)
-        judged = [b if b.status == "quarantined" else _recount(b, df, rules.bad) for b in judged]
+    judged, whole = _isolate(df, rules, conformed, main, limits.max_quarantine_fraction)
     bad = rules.bad | whole
     if table == "events":
         exposed = _exposed(df, ~bad)
@@ -258,11 +279,3 @@ def validate_table(
         limits.max_quarantine_fraction,
         result_json(result, table, key),
     )
-
-
-def _recount(b: BatchVerdict, df: pd.DataFrame, bad: pd.Series) -> BatchVerdict:
-    """An accepted batch's bad rows again (fewer duplicates once whole batches are out)."""
-    rows = df[FILE] == b.file
-    n_bad = int((bad & rows).sum())
-    reason = f"{n_bad:,} of {b.rows:,} rows quarantined" if n_bad else None
-    return BatchVerdict(b.file, b.rows, n_bad, b.status, reason, b.column, b.main)
