@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-QUARANTINE_COLUMNS = ["_file", "_row", "_line", "_column", "_rule", "_rules", "_reason", "_raw"]
+# besides the table's own columns, in every quarantined row
+QUARANTINE_COLUMNS = [
+    "_file",
+    "_row",
+    "_line",
+    "_column",
+    "_rule",
+    "_rules",
+    "_reason",
+    "_raw",
+    "_batch",
+]
 WHOLE_BATCH = "batch quarantined whole"  # the rule of a good row in a batch over the limit
 Status = Literal["accepted", "quarantined", "rejected"]
 
@@ -22,6 +34,13 @@ Status = Literal["accepted", "quarantined", "rejected"]
 def day_key(day: dt.date) -> str:
     """The name of a day's contract outcome: `day=YYYY-MM-DD`."""
     return f"day={day.isoformat()}"
+
+
+def row_message(row: dict) -> str:
+    """`feed.csv, line 6, column 'price': price: not a float ('twelve')` (row N for parquet)."""
+    where = f"line {row['line']}" if row.get("line") is not None else f"row {row['row']}"
+    column = f", column '{row['column']}'" if row.get("column") else ""
+    return f"{Path(row['file']).name}, {where}{column}: {row['reason']}"
 
 
 @dataclass(frozen=True)
@@ -107,8 +126,8 @@ class ContractReport:
         return not self.rejected_batches and not self.failed_rules
 
     def examples(self, n: int) -> list[dict]:
-        """`n` quarantined rows as {file, row, line, column, rule, reason[, raw]}: rows that
-        broke a rule first, then rows of batches quarantined whole."""
+        """`n` quarantined rows as {file, row, line, column, rule, reason[, raw], message}:
+        rows that broke a rule first, then rows of batches quarantined whole."""
         q = self.quarantined
         if not len(q):
             return []
@@ -125,6 +144,7 @@ class ContractReport:
             }
             if not pd.isna(r["_raw"]):
                 row["raw"] = r["_raw"]
+            row["message"] = row_message(row)
             out.append(row)
         return out
 

@@ -29,8 +29,6 @@ from ingestion.timestamps import FIX, EpochWithoutUnit, parse_ts
 FILE, ROW, LINE, RAW = "_file", "_row", "_line", "_raw"
 READ_ERROR = "_read_error"  # why a line could not be read (the row has no values)
 TYPE_ERROR, TYPE_COLUMN, TYPE_VALUE = "_type_error", "_type_column", "_type_value"
-PROVENANCE = [FILE, ROW, LINE, RAW]
-ERRORS = [READ_ERROR, TYPE_ERROR, TYPE_COLUMN, TYPE_VALUE]
 TEXT_SUFFIXES = (".csv", ".jsonl", ".json")
 VALUE_CHARS = 80  # characters of a value that did not parse kept in its row's reason
 

@@ -47,6 +47,7 @@ def test_validate_command_reports_and_sets_exit_code(workdir, tiny_world, tmp_pa
         "column": "price",
         "rule": "price outside [0, 1,000,000]",
         "reason": "price outside [0, 1,000,000]: -1.0",
+        "message": "bad.parquet, row 0, column 'price': price outside [0, 1,000,000]: -1.0",
     }
     assert len(summary["quarantined"]) == 20  # contracts.examples
 

@@ -275,6 +275,7 @@ def test_quarantine_frame_names_file_row_line_column_rule(workdir):
         "column": "price",
         "rule": "price outside [0, 1,000,000]",
         "reason": "price outside [0, 1,000,000]: -2.0",
+        "message": "p.csv, line 3, column 'price': price outside [0, 1,000,000]: -2.0",
     }
     assert report.summary(5)["quarantined"] == [example]
 
