@@ -147,7 +147,7 @@ class RowRules:
                 column[at] = rows.loc[at, TYPE_COLUMN]
                 value = rows.loc[at, TYPE_VALUE].map(lambda v: repr(_shown(v)))
                 reason[at] = rows.loc[at, TYPE_ERROR] + " (" + value + ")"
-            elif self.columns[rule]:
+            elif self.columns[rule] and rule != f"{self.columns[rule]} is null":
                 reason[at] = f"{rule}: " + rows.loc[at, self.columns[rule]].map(_shown)
             else:
                 reason[at] = rule

@@ -77,7 +77,7 @@ def _text_frame(table: TextTable, csv: bool) -> pd.DataFrame:
         {
             ROW: [b.record for b in table.bad],
             LINE: [b.line for b in table.bad],
-            READ_ERROR: [f"line {b.line}: {b.reason}" for b in table.bad],
+            READ_ERROR: [b.reason for b in table.bad],
             RAW: [b.raw for b in table.bad],
         }
     )

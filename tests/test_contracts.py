@@ -125,7 +125,7 @@ def test_undecodable_csv_line_is_one_quarantined_record_and_the_file_goes_on(wor
     assert (len(report.valid), len(report.quarantined)) == (39, 1)
     q = report.quarantined.iloc[0]
     assert (q["_file"], q["_line"], q["_row"], q["_rule"]) == (str(f), 6, 4, "line cannot be read")
-    assert q["_reason"].startswith("line 6: not valid UTF-8")
+    assert q["_reason"].startswith("not valid UTF-8 (invalid continuation byte at byte ")
     assert "f\\xe9ed" in q["_raw"] and q["_raw"].startswith("e0004,")
     assert report.failed_rules == {"line cannot be read": 1}, "its empty values are not nulls"
 
