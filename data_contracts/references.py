@@ -34,7 +34,7 @@ def _landed_ids(table: str, files: Sequence[Path]) -> tuple[set[str], list[str]]
     for f in files:
         try:
             frame = conform(read_batch(Path(f)), table)
-        except BatchRejected:
+        except (BatchRejected, ValueError, TypeError):  # its contract names the problem
             continue
         ids |= set(frame[KEY[table]].dropna())
         used.append(Path(f).name)

@@ -15,6 +15,8 @@ from typing import Literal
 
 import pandas as pd
 
+from ingestion.batches import BatchRejected
+
 # besides the table's own columns, in every quarantined row
 QUARANTINE_COLUMNS = [
     "_file",
@@ -28,6 +30,7 @@ QUARANTINE_COLUMNS = [
     "_batch",
 ]
 WHOLE_BATCH = "batch quarantined whole"  # the rule of a good row in a batch over the limit
+OVER_LIMIT = "share of bad rows over contracts.max_quarantine_fraction"  # a batch's rule
 Status = Literal["accepted", "quarantined", "rejected"]
 
 
@@ -55,6 +58,15 @@ class BatchVerdict:
     reason: str | None = None
     column: str | None = None
     main: bool = False  # the source's own batch: the day stops when it fails
+    rule: str | None = None  # the check a batch set aside failed
+    line: int | None = None  # where in a text file (its header: line 1)
+
+    @classmethod
+    def rejected(cls, e: BatchRejected, main: bool) -> BatchVerdict:
+        """The verdict on a batch that could not be used as a table."""
+        return cls(
+            e.file, e.rows, e.rows or 0, "rejected", e.reason, e.column, main, e.rule, e.line
+        )
 
     @property
     def fraction(self) -> float | None:
@@ -63,8 +75,10 @@ class BatchVerdict:
 
     @property
     def message(self) -> str:
-        """`file[, column 'c']: status: reason` (the reason gives the share and the limit)."""
-        where = self.file + (f", column '{self.column}'" if self.column else "")
+        """`file[, line n][, column 'c']: status: reason` (a batch quarantined whole: the
+        reason gives the share and the limit)."""
+        where = self.file + (f", line {self.line}" if self.line else "")
+        where += f", column '{self.column}'" if self.column else ""
         return f"{where}: {self.status}" + (f": {self.reason}" if self.reason else "")
 
     def to_json(self) -> dict:

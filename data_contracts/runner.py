@@ -27,6 +27,7 @@ from data_contracts.docs import result_json, validate_rows
 from data_contracts.gx_project import gx_context
 from data_contracts.references import Reference
 from data_contracts.report import (
+    OVER_LIMIT,
     WHOLE_BATCH,
     BatchVerdict,
     ContractReport,
@@ -36,7 +37,7 @@ from data_contracts.report import (
 )
 from data_contracts.rules import RowRules
 from data_contracts.suites import events_suite, items_suite, users_suite
-from ingestion.batches import FILE, BatchRejected, conform, read_batch
+from ingestion.batches import FILE, UNREADABLE, BatchRejected, conform, read_batch
 from ingestion.canonical import SCHEMAS
 from sidflow.config import ContractParams
 
@@ -60,9 +61,11 @@ def _read(
             frames.append(conform(read_batch(f), table, ts_unit))
         except BatchRejected as e:
             log.warning("batch rejected: %s", e)
-            rejected.append(
-                BatchVerdict(e.file, e.rows, e.rows or 0, "rejected", e.reason, e.column, f == main)
-            )
+            rejected.append(BatchVerdict.rejected(e, f == main))
+        except Exception as e:  # noqa: BLE001  (an unforeseen file: set aside, never a crash)
+            log.exception("batch rejected: %s could not be read", f)
+            why = BatchRejected(f, f"cannot be read ({type(e).__name__}: {e})", rule=UNREADABLE)
+            rejected.append(BatchVerdict.rejected(why, f == main))
     return frames, rejected
 
 
@@ -132,7 +135,9 @@ def _isolate(
         n, n_bad = int(rows.sum()), int((rules.bad & rows).sum())
         if str(f) in reasons:  # as judged (its rows may since repeat kept ones)
             n_bad, reason = reasons[str(f)]
-            verdicts.append(BatchVerdict(str(f), n, n_bad, "quarantined", reason, None, f == main))
+            verdicts.append(
+                BatchVerdict(str(f), n, n_bad, "quarantined", reason, None, f == main, OVER_LIMIT)
+            )
             continue
         reason = f"{n_bad:,} of {n:,} rows quarantined" if n_bad else None
         verdicts.append(BatchVerdict(str(f), n, n_bad, "accepted", reason, None, f == main))

@@ -31,17 +31,44 @@ READ_ERROR = "_read_error"  # why a line could not be read (the row has no value
 TYPE_ERROR, TYPE_COLUMN, TYPE_VALUE = "_type_error", "_type_column", "_type_value"
 TEXT_SUFFIXES = (".csv", ".jsonl", ".json")
 VALUE_CHARS = 80  # characters of a value that did not parse kept in its row's reason
+KIND_NAMES = {
+    "string": "a string",
+    "int": "an int",
+    "float": "a float",
+    "timestamp": "a timestamp",
+    "date": "a date",
+}
+
+
+# the rule a batch rejected whole broke (a text file's header problems name their own)
+NO_FILE = "file does not exist"
+EMPTY = "file is empty"
+UNREADABLE = "file cannot be read"
+UNSUPPORTED = "unsupported file type"
+MISSING_COLUMN = "missing required column"
+WRONG_TYPE = "column of the wrong type"
+EPOCH_WITHOUT_UNIT = "epoch times without data.ts_unit"
 
 
 class BatchRejected(ValueError):
-    """A whole batch is unusable; `file` and `column` say where, `rows` how many rows it held
-    (None: unknown, the file cannot be read)."""
+    """A whole batch is unusable: `rule` says which check it failed, `reason` why in words;
+    `file`, `column` and `line` say where, `rows` how many rows it held (None: unknown, the
+    file cannot be read)."""
 
     def __init__(
-        self, file: str | Path, reason: str, column: str | None = None, rows: int | None = None
+        self,
+        file: str | Path,
+        reason: str,
+        column: str | None = None,
+        rows: int | None = None,
+        *,
+        rule: str,
+        line: int | None = None,
     ):
         self.file, self.column, self.reason, self.rows = str(file), column, reason, rows
-        where = f"{self.file}" + (f", column '{column}'" if column else "")
+        self.rule, self.line = rule, line
+        where = self.file + (f", line {line}" if line else "")
+        where += f", column '{column}'" if column else ""
         super().__init__(f"{where}: {reason}")
 
 
@@ -92,15 +119,17 @@ def read_batch(path: Path) -> RawBatch:
     cannot be read as a table at all (missing, empty, truncated parquet, no header)."""
     path = Path(path)
     if not path.exists():
-        raise BatchRejected(path, "file does not exist")
+        raise BatchRejected(path, "file does not exist", rule=NO_FILE)
     if path.stat().st_size == 0:
-        raise BatchRejected(path, "file is empty (0 bytes)", rows=0)
+        raise BatchRejected(path, "file is empty (0 bytes)", rows=0, rule=EMPTY)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
             frame = pq.read_table(path).to_pandas()
         except (pa.ArrowException, OSError, ValueError) as e:
-            raise BatchRejected(path, f"unreadable or truncated .parquet file: {e}") from None
+            raise BatchRejected(
+                path, f"unreadable or truncated .parquet file: {e}", rule=UNREADABLE
+            ) from None
         header = list(frame.columns)
         frame = frame.assign(**{ROW: range(len(frame)), LINE: None, READ_ERROR: None, RAW: None})
         return RawBatch(path, frame, True, header)
@@ -111,12 +140,14 @@ def read_batch(path: Path) -> RawBatch:
             else:
                 table = read_jsonl(path, final_newline=True)
         except TextFileError as e:
-            column = f", column '{e.column}'" if e.column else ""
+            rows = _lines_after_header(path)
             raise BatchRejected(
-                path, f"line {e.line}{column}: {e.reason}", rows=_lines_after_header(path)
+                path, e.reason, e.column, rows, rule=e.reason, line=e.line
             ) from None
         return RawBatch(path, _text_frame(table, suffix == ".csv"), False, table.header)
-    raise BatchRejected(path, f"unsupported file type '{suffix}' (use parquet, csv or jsonl)")
+    raise BatchRejected(
+        path, f"unsupported file type '{suffix}' (use parquet, csv or jsonl)", rule=UNSUPPORTED
+    )
 
 
 def _typed_ok(series: pd.Series, kind: str) -> bool:
@@ -142,9 +173,30 @@ def _typed_ok(series: pd.Series, kind: str) -> bool:
     raise ValueError(kind)
 
 
+def _scalar(value: object) -> bool:
+    """A value a column can hold: not missing, not a JSON object or list, not a boolean."""
+    if isinstance(value, (dict, list, tuple, set, bool)):
+        return False
+    try:
+        return not pd.isna(value)
+    except (TypeError, ValueError):  # an array-like value
+        return False
+
+
+def _scalars(series: pd.Series) -> pd.Series:
+    """`series` with JSON objects, lists and booleans (in an object column) as None: they
+    are no value of any canonical type, and their rows break the parse rule."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return series
+    plain = ("string", "empty", "integer", "floating", "mixed-integer-float", "decimal")
+    if pd.api.types.infer_dtype(series, skipna=True) in plain:
+        return series
+    return series.map(lambda v: v if _scalar(v) else None)
+
+
 def _coerce(series: pd.Series, kind: str) -> pd.Series:
     if kind == "string":
-        return series.map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+        return series.map(lambda v: None if v is None or pd.isna(v) else str(v)).astype(object)
     if kind == "float":
         return pd.to_numeric(series, errors="coerce").astype("float64")
     if kind == "int":
@@ -171,7 +223,11 @@ def conform(batch: RawBatch, table: str, ts_unit: str = "datetime") -> pd.DataFr
     missing = [c.name for c in SCHEMAS[table] if c.name not in batch.header]
     if missing and header_known:
         raise BatchRejected(
-            file, f"missing required column (expected {table} schema)", missing[0], len(df)
+            file,
+            f"missing required column (expected {table} schema)",
+            missing[0],
+            len(df),
+            rule=MISSING_COLUMN,
         )
     out = pd.DataFrame(index=df.index)
     errors = pd.DataFrame({TYPE_ERROR: None, TYPE_COLUMN: None, TYPE_VALUE: None}, index=df.index)
@@ -179,19 +235,28 @@ def conform(batch: RawBatch, table: str, ts_unit: str = "datetime") -> pd.DataFr
         raw = df[col.name] if col.name in df else pd.Series(None, index=df.index, dtype=object)
         if batch.typed and not _typed_ok(raw, col.kind):
             raise BatchRejected(
-                file, f"has type {raw.dtype}, expected {col.kind}", col.name, len(df)
+                file,
+                f"has type {raw.dtype}, expected {col.kind}",
+                col.name,
+                len(df),
+                rule=WRONG_TYPE,
             )
+        raw_values = _scalars(raw)
         if col.kind == "timestamp":
             try:
-                value = parse_ts(raw.where(readable, None) if not batch.typed else raw, ts_unit)
+                value = parse_ts(
+                    raw_values.where(readable, None) if not batch.typed else raw_values, ts_unit
+                )
             except EpochWithoutUnit as e:
-                raise BatchRejected(file, f"{e.reason}. To fix: {FIX}", col.name, len(df)) from None
+                raise BatchRejected(
+                    file, f"{e.reason}. To fix: {FIX}", col.name, len(df), rule=EPOCH_WITHOUT_UNIT
+                ) from None
         else:
-            value = _coerce(raw, col.kind)
+            value = _coerce(raw_values, col.kind)
         broke = raw.notna() & pd.Series(value, index=df.index).isna() & readable
         first = broke & errors[TYPE_ERROR].isna()
         if first.any():
-            errors.loc[first, TYPE_ERROR] = f"{col.name}: not a {col.kind}"
+            errors.loc[first, TYPE_ERROR] = f"{col.name}: not {KIND_NAMES[col.kind]}"
             errors.loc[first, TYPE_COLUMN] = col.name
             errors.loc[first, TYPE_VALUE] = raw[first].map(lambda v: str(v)[:VALUE_CHARS])
         out[col.name] = value

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAW_CHARS = 200  # characters of a bad line kept (escaped)
+FIELD_LIMIT = 2**31 - 1  # csv's default (131,072 characters) would make a long value unreadable
 
 
 class TextFileError(ValueError):
@@ -96,7 +97,14 @@ def read_delimited(path: Path, delimiter: str = ",", final_newline: bool = False
     break is a bad line too (a write cut short), as a landed batch must end with one.
     Raises TextFileError when there is no usable header.
     """
-    data = Path(path).read_bytes()
+    previous = csv.field_size_limit(FIELD_LIMIT)  # a long value is the contract's business
+    try:
+        return _read_delimited(Path(path).read_bytes(), delimiter, final_newline)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_delimited(data: bytes, delimiter: str, final_newline: bool) -> TextTable:
     lines = data.splitlines(keepends=True)
     reader = _csv_reader(lines, 0, delimiter)
     table = TextTable(_header(reader))

@@ -4,11 +4,22 @@ row (line), column and rule; every good row is kept; whole-batch problems name t
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from handmade import DAY, ITEMS, SCENES, USERS, csv_lines, engagements, exposures, parquet_bytes
+from handmade import (
+    DAY,
+    ITEMS,
+    SCENES,
+    USERS,
+    csv_lines,
+    engagements,
+    exposures,
+    items,
+    parquet_bytes,
+)
 from handmade import write as _write
 
 from data_contracts.gx_project import INTERRUPTED, cut_config_files, gx_context
@@ -175,6 +186,62 @@ def test_a_value_that_does_not_parse_names_column_and_value_and_counts_once(work
     assert q.loc[5, "_reason"] == "ts: not a timestamp ('yesterday')" and q.loc[5, "_line"] == 7
 
 
+def test_json_values_of_no_canonical_type_are_quarantined_one_row_each(workdir):
+    """A JSON object, list or boolean is no id, price or time: its row breaks the parse rule."""
+    lines = exposures(40).to_json(orient="records", lines=True, date_format="iso").splitlines()
+    broken = {2: ("user_id", [1, 2]), 5: ("price", True), 9: ("position", {"at": 1})}
+    for k, (column, value) in broken.items():
+        row = json.loads(lines[k])
+        row[column] = value
+        lines[k] = json.dumps(row)
+    f = _write(workdir.raw_dir("events", DAY) / "odd.jsonl", "\n".join(lines) + "\n")
+    report = _validate(workdir, [f], limits=ContractParams(max_quarantine_fraction=0.1))
+    assert (len(report.valid), len(report.quarantined)) == (37, 3)
+    assert report.failed_rules == {
+        "user_id: not a string": 1,
+        "price: not a float": 1,
+        "position: not an int": 1,
+    }
+    q = report.quarantined.set_index("_row")
+    assert q.loc[2, "_reason"] == "user_id: not a string ('[1, 2]')" and q.loc[2, "_line"] == 3
+    assert q.loc[9, "_column"] == "position"
+
+
+def test_a_value_longer_than_csv_allows_is_judged_by_its_length_rule(workdir):
+    """Python's csv stops at 131,072 characters a field; the contract's limit decides."""
+    df = items(80)
+    df.loc[5, "title"] = "t" * 1_000_000
+    f = _write(workdir.raw_dir("items", DAY) / "partner.csv", df)
+    report = validate_table("items", [f], workdir.gx_root, day=DAY, main=f)
+    assert (len(report.valid), len(report.quarantined)) == (79, 1)
+    [example] = report.examples(1)
+    assert example["message"] == (
+        "partner.csv, line 7, column 'title': title longer than 1000 characters: " + "t" * 80
+    )
+
+
+def test_a_batch_that_breaks_the_reader_is_set_aside_and_the_day_goes_on(workdir, monkeypatch):
+    import data_contracts.runner as runner
+
+    folder = workdir.raw_dir("events", DAY)
+    source = _write(folder / "world.parquet", exposures(40))
+    odd = _write(folder / "odd.parquet", exposures(10, "o"))
+    conform = runner.conform
+
+    def fragile(batch, *a, **kw):
+        if batch.file == odd:
+            raise RuntimeError("an unforeseen file")
+        return conform(batch, *a, **kw)
+
+    monkeypatch.setattr(runner, "conform", fragile)
+    report = _validate(workdir, [source, odd])
+    assert (len(report.valid), len(report.quarantined)) == (40, 0)
+    [aside] = report.rejected_batches
+    assert (aside.file, aside.rule) == (str(odd), "file cannot be read")
+    assert aside.reason == "cannot be read (RuntimeError: an unforeseen file)"
+    assert report.gate.passed
+
+
 def _good_and(workdir, bad_name, make_bad):
     folder = workdir.raw_dir("events", DAY)
     ok = _write(folder / "a_good.parquet", exposures(40))
@@ -182,50 +249,64 @@ def _good_and(workdir, bad_name, make_bad):
     return ok, bad
 
 
+# name: (file, how to break it, (column, line, rule, reason, rows in))
 BATCH_DEFECTS = {
     "missing column": (
         "b.parquet",
         lambda p: _write(p, exposures(10).drop(columns="price")),
-        ("price", "missing required column (expected events schema)", 10),
+        ("price", None, "missing required column", "missing required column", 10),
     ),
     "wrong type": (
         "b.parquet",
         lambda p: _write(p, exposures(10).assign(price="cheap")),
-        ("price", "has type object, expected float", 10),
+        ("price", None, "column of the wrong type", "has type object, expected float", 10),
     ),
-    "empty file": ("b.parquet", lambda p: _write(p, b""), (None, "file is empty (0 bytes)", 0)),
+    "empty file": (
+        "b.parquet",
+        lambda p: _write(p, b""),
+        (None, None, "file is empty", "file is empty (0 bytes)", 0),
+    ),
     "truncated parquet": (
         "b.parquet",
         lambda p: _write(p, parquet_bytes(exposures(10))[:500]),
-        (None, "unreadable or truncated .parquet file", None),
+        (None, None, "file cannot be read", "unreadable or truncated .parquet file", None),
     ),
     "csv without a header": (
         "b.csv",
         lambda p: _write(p, b"\n\n"),
-        (None, "line 1: has no header line", 0),
+        (None, 1, "has no header line", "has no header line", 0),
     ),
     "csv naming a column twice": (
         "b.csv",
         lambda p: _write(p, b"event_id,ts,event_id\ne1,2026-01-01,e2\n"),
-        (None, "line 1, column 'event_id': header names a column twice", 1),
+        ("event_id", 1, "header names a column twice", "header names a column twice", 1),
     ),
     "unsupported file": (
         "b.xlsx",
         lambda p: _write(p, b"PK"),
-        (None, "unsupported file type '.xlsx'", None),
+        (None, None, "unsupported file type", "unsupported file type '.xlsx'", None),
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(BATCH_DEFECTS))
 def test_bad_batch_is_rejected_whole_naming_file_and_column(workdir, name):
-    bad_name, make_bad, (column, reason, rows) = BATCH_DEFECTS[name]
+    bad_name, make_bad, (column, line, rule, reason, rows) = BATCH_DEFECTS[name]
     ok, bad = _good_and(workdir, bad_name, make_bad)
     report = _validate(workdir, [ok, bad])
     [rejected] = report.rejected_batches
-    assert (rejected.file, rejected.column, rejected.rows) == (str(bad), column, rows)
-    assert rejected.status == "rejected" and reason in rejected.reason
-    assert rejected.message.startswith(str(bad) + (f", column '{column}'" if column else ""))
+    assert (rejected.file, rejected.column, rejected.line, rejected.rows) == (
+        str(bad),
+        column,
+        line,
+        rows,
+    )
+    assert (rejected.status, rejected.rule) == ("rejected", rule) and reason in rejected.reason
+    where = (
+        str(bad) + (f", line {line}" if line else "") + (f", column '{column}'" if column else "")
+    )
+    assert rejected.message.startswith(f"{where}: rejected: {reason}")
+    assert rejected.to_json()["rule"] == rule
     assert len(report.valid) == 40, "the good batch beside it must pass whole"
     assert report.quarantined_rows == (rows or 0) and len(report.quarantined) == 0
     assert report.gate.passed, "a batch beside the source's does not stop the day"

@@ -39,7 +39,7 @@ def contract_metadata(report: ContractReport, limits: ContractParams) -> dict:
         "quarantine_fraction": s["quarantine_fraction"],
         "gate": s["gate"],
         "batches": _md_table(
-            batches, ["file", "main", "rows", "bad_rows", "status", "reason"], "_no batch_"
+            batches, ["file", "main", "rows", "bad_rows", "status", "rule", "reason"], "_no batch_"
         ),
         "failed_rules": _md_table(rules, ["rule", "rows"], "_every rule passed_"),
         "warnings": _md_table(warns, ["warning (rows kept)", "rows"], "_none_"),
