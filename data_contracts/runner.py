@@ -188,13 +188,15 @@ def validate_table(
     items: Reference = NOT_CHECKED,
     users: Reference = NOT_CHECKED,
     ts_unit: str = "datetime",
+    floor: bool | None = None,
 ) -> ContractReport:
     """Validate the raw batches of (table, day) and decide what is kept; writes nothing.
 
     `window` = (first, last) day bounds the events' timestamps of a multi-day batch (the
     history batch); `day` bounds them to one day; neither: not in the future. `batch` names
     the outcome when there is no day (`history`, `snapshot`). `main`: the source's own batch,
-    whose failure stops the day; the floor of good rows applies to a day or a window.
+    whose failure stops the day; the floor of good rows (`contracts.min_valid_rows`) applies
+    to a day or a window unless `floor` is False (a check of given files, not of a day).
     `items` / `users`: the ids events are checked against (`references.py`).
     """
     limits = limits or ContractParams()
@@ -204,7 +206,7 @@ def validate_table(
     frames, rejected = _read(table, files, main, ts_unit)
     conformed = [f for f in files if str(f) not in {b.file for b in rejected}]
     cols = [c.name for c in SCHEMAS[table]]
-    floor = day is not None or window is not None
+    floor = (day is not None or window is not None) if floor is None else floor
     if not sum(len(f) for f in frames):  # nothing readable arrived (header-only files)
         batches = [BatchVerdict(str(f), 0, 0, "accepted", main=f == main) for f in conformed]
         batches += rejected

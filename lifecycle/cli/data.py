@@ -117,7 +117,9 @@ def cmd_load_amazon(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run a table's contract over files (or the batches landed for a day), as the pipeline
-    does; the outcome is staged in `checks/<table>/<batch>/`, never published."""
+    does; the outcome is staged in `checks/<table>/<batch>/`, never published. Files given
+    are judged as files (the first as the source's batch); the day's floor of good rows
+    applies only with `--day` alone, to the day's landed batches."""
     from data_contracts.publish import ContractStore
     from data_contracts.references import reference_ids
     from data_contracts.runner import validate_table
@@ -149,6 +151,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         items=reference_ids("items", wh, day, raw_batches(wd, "items", day) if day else []),
         users=reference_ids("users", wh, None, raw_batches(wd, "users", day) if day else []),
         ts_unit=params.data.ts_unit,
+        floor=None if not args.files else False,  # files given: a check of them, not the day
     )
     staged = ContractStore(wd.root, wd.gx_root, staging="checks").stage(
         report, params.contracts.examples
