@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from handmade import DAY, ITEMS, SCENES, USERS, engagements, exposures, items, write
 
 from data_contracts.docs import docs_pages
@@ -61,15 +62,24 @@ def test_the_source_batch_over_the_limit_stops_the_day_and_says_share_and_limit(
     )
 
 
-def test_a_bad_exposure_takes_no_good_click_with_it(workdir):
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("position", 5000, "position outside [0, 1,000]"),
+        ("event_type", "teleport", "unknown event_type"),
+        ("item_id", "i-nope", "item_id not in the catalogue"),
+    ],
+)
+def test_a_bad_exposure_takes_no_good_click_with_it(workdir, column, value, rule):
     """5 bad exposures of 105 rows, each with a click: 5 quarantined (4.76%), not 10."""
     shown = exposures(100)
     clicks = engagements(shown.head(5))  # same request and item as exposures 0..4
-    shown.loc[:4, "position"] = 5000  # ... which are bad
+    shown[column] = shown[column].astype(object)
+    shown.loc[:4, column] = value  # ... which are bad
     f = write(workdir.raw_dir("events", DAY) / "world.parquet", pd.concat([shown, clicks]))
     report = _events(workdir, [f], f)
     assert (len(report.valid), len(report.quarantined)) == (100, 5)
-    assert report.failed_rules == {"position outside [0, 1,000]": 5}
+    assert report.failed_rules == {rule: 5}
     assert report.warnings == {ORPHAN_RULE: 5}
     assert set(clicks["event_id"]) <= set(report.valid["event_id"])
     assert report.gate.passed and round(report.quarantine_fraction, 4) == 0.0476

@@ -220,6 +220,64 @@ def test_a_value_longer_than_csv_allows_is_judged_by_its_length_rule(workdir):
     )
 
 
+def _paris(df):
+    return df.assign(ts=[t.tz_convert("Europe/Paris").isoformat() for t in df["ts"]])
+
+
+# Text files as partners write them: (name, file, content, rows kept, rows quarantined)
+TEXT_VARIANTS = [
+    (
+        "windows line ends",
+        "crlf.csv",
+        lambda d: d.to_csv(index=False, lineterminator="\r\n"),
+        40,
+        0,
+    ),
+    (
+        "byte-order mark",
+        "bom.csv",
+        lambda d: b"\xef\xbb\xbf" + d.to_csv(index=False).encode(),
+        40,
+        0,
+    ),
+    ("extra column, reordered", "x.csv", lambda d: d.assign(note="n").iloc[:, ::-1], 40, 0),
+    ("times with an offset", "tz.csv", _paris, 40, 0),
+    (
+        "price inf",
+        "inf.csv",
+        lambda d: d.astype({"price": object}).assign(
+            price=lambda f: f["price"].where(f.index != 3, "inf")
+        ),
+        39,
+        1,
+    ),
+    (
+        "price NaN",
+        "nan.csv",
+        lambda d: d.astype({"price": object}).assign(
+            price=lambda f: f["price"].where(f.index != 3, "NaN")
+        ),
+        39,
+        1,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fname", "make", "kept", "quarantined"),
+    TEXT_VARIANTS,
+    ids=[v[0] for v in TEXT_VARIANTS],
+)
+def test_text_files_as_partners_write_them(workdir, name, fname, make, kept, quarantined):
+    good = exposures(40)
+    f = _write(workdir.raw_dir("events", DAY) / fname, make(good))
+    report = _validate(workdir, [f])
+    assert (len(report.valid), len(report.quarantined)) == (kept, quarantined), report.summary()
+    if not quarantined:
+        assert report.valid["ts"].tolist() == good["ts"].tolist()
+        assert report.valid["event_id"].tolist() == good["event_id"].tolist()
+
+
 def test_a_batch_that_breaks_the_reader_is_set_aside_and_the_day_goes_on(workdir, monkeypatch):
     import data_contracts.runner as runner
 
