@@ -213,13 +213,19 @@ def source_identity(params: Params) -> str:
 HISTORY = "history"  # the raw landing folder of the history batch: raw/<table>/history/
 
 
+def source_batch(workdir: Workdir, table: str, day: dt.date | str, source: str) -> Path:
+    """Where the source's own batch of (table, day) lands (`day` = HISTORY: the history
+    batch); other files in the folder were dropped in beside it."""
+    folder = history_dir(workdir, table) if day == HISTORY else workdir.raw_dir(table, day)
+    return folder / f"{source}.parquet"
+
+
 def land(
     workdir: Workdir, table: str, day: dt.date | str, frame: pd.DataFrame, source: str
 ) -> Path:
     """Write a source's delivery for (table, day) into the raw landing folder, as received;
     `day` = HISTORY lands the history batch."""
-    folder = history_dir(workdir, table) if day == HISTORY else workdir.raw_dir(table, day)
-    return write_parquet_atomic(frame, folder / f"{source}.parquet")
+    return write_parquet_atomic(frame, source_batch(workdir, table, day, source))
 
 
 def history_dir(workdir: Workdir, table: str) -> Path:
@@ -229,9 +235,10 @@ def history_dir(workdir: Workdir, table: str) -> Path:
     return folder
 
 
-def raw_batches(workdir: Workdir, table: str, day: dt.date) -> list[Path]:
-    """Every raw batch landed for (table, day): the source's and any dropped in beside it."""
-    folder = workdir.raw_dir(table, day)
+def raw_batches(workdir: Workdir, table: str, day: dt.date | str) -> list[Path]:
+    """Every raw batch landed for (table, day) (`day` = HISTORY: the history batch): the
+    source's and any dropped in beside it."""
+    folder = history_dir(workdir, table) if day == HISTORY else workdir.raw_dir(table, day)
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from data_contracts.quarantine import Quarantine
+from data_contracts.publish import ContractStore
 from ingestion.calendar import SourceCalendar, resolve_calendar
 from ingestion.sources import Source, make_source, source_fingerprint
 from ingestion.warehouse import Warehouse
@@ -63,9 +63,9 @@ class SidflowResource(dg.ConfigurableResource):
         return resolve_calendar(self.params, self.source)
 
     @property
-    def quarantine(self) -> Quarantine:
-        """Where contract rejects go."""
-        return Quarantine(self.paths.root / "quarantine")
+    def contracts(self) -> ContractStore:
+        """Where contract outcomes are staged and published (quarantine, validated files)."""
+        return ContractStore(self.paths.root, self.paths.gx_root)
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -117,10 +117,7 @@ def summarize(params: Params, days: list[dt.date]) -> dict:
     wd = Workdir(params.workdir)
     q = Quarantine(wd.root / "quarantine")
     quarantined = {
-        t: sum(
-            len(q.read_rows(t, d)) + sum(b.get("rows") or 0 for b in q.read_batches(t, d))
-            for d in [*days, "history"]
-        )
+        t: sum(q.quarantined_rows(t, d) for d in [*days, "history"])
         for t in ("events", "items", "users")
     }
     return {

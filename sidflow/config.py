@@ -132,10 +132,51 @@ class DataParams(Strict):
         return self
 
 
-class ContractParams(Strict):
-    """Data-quality gate: limits on what the contracts may reject."""
+STRING_FIELDS = tuple(
+    dict.fromkeys(
+        f
+        for f in (*EVENT_FIELDS, *ITEM_FIELDS, *USER_FIELDS)
+        if f not in ("ts", "position", "price", "first_seen")
+    )
+)  # the canonical string columns of events, items and users
+NUMBER_FIELDS = ("position", "price")  # events.position, events.price, items.price
 
+
+class ContractParams(Strict):
+    """The data contracts (data_contracts/, docs/data-quality.md): limits on values, when a
+    batch is quarantined whole, and when a day stops at the data gate."""
+
+    # a batch whose share of rows breaking a rule exceeds this is quarantined whole; the day
+    # stops only when that is the source's own batch
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
+    min_valid_rows: int = Field(1, ge=0)  # a day (or the history) with fewer good rows stops
+    # characters a string value may have, per canonical column; `default` for the others
+    max_length: dict[str, int] = {"default": 200, "user_id": 64, "item_id": 64, "title": 1000}
+    # inclusive [low, high] of every number column
+    ranges: dict[str, tuple[float, float]] = {"price": (0.0, 1_000_000.0), "position": (0, 1000)}
+    examples: int = Field(20, ge=0)  # quarantined rows listed in the CLI's JSON and Dagster
+
+    @model_validator(mode="after")
+    def _limits_name_columns(self) -> ContractParams:
+        unknown = sorted(set(self.max_length) - {"default", *STRING_FIELDS})
+        if unknown:
+            raise ValueError(
+                f"contracts.max_length: {unknown} are not string columns {list(STRING_FIELDS)}"
+            )
+        if "default" not in self.max_length:
+            raise ValueError("contracts.max_length needs a `default` length")
+        if any(n < 1 for n in self.max_length.values()):
+            raise ValueError("contracts.max_length: every length must be >= 1")
+        if sorted(self.ranges) != sorted(NUMBER_FIELDS):
+            raise ValueError(f"contracts.ranges must give exactly {list(NUMBER_FIELDS)}")
+        for column, (low, high) in self.ranges.items():
+            if low > high:
+                raise ValueError(f"contracts.ranges.{column}: {low} > {high}")
+        return self
+
+    def length(self, column: str) -> int:
+        """The longest value allowed in string column `column`."""
+        return self.max_length.get(column, self.max_length["default"])
 
 
 class RetrieverModelParams(Strict):

@@ -269,3 +269,43 @@ def test_sql_script_separators_follow_the_parser():
         {"x": "d"},
     )
     assert sorted(r[0] for r in con.execute("SELECT s FROM t").fetchall()) == ["a;b", "c", "d"]
+
+
+def test_an_orphan_engagement_counts_as_the_feature_definitions_say(tmp_path):
+    """A click kept by the contract without a logged exposure (docs/features.md): a click in
+    every count, no exposure invented."""
+    ts = pd.Timestamp(START, tz="UTC") + pd.Timedelta(hours=9)
+    rows = [("exposure", "i0", "r1"), ("click", "i0", "r1"), ("click", "i1", "never-logged")]
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{k}" for k in range(len(rows))],
+            "ts": [ts + pd.Timedelta(seconds=k) for k in range(len(rows))],
+            "user_id": "u1",
+            "item_id": [r[1] for r in rows],
+            "request_id": [r[2] for r in rows],
+            "scene": "feed",
+            "event_type": [r[0] for r in rows],
+            "position": pd.array([0, None, None], dtype="Int64"),
+            "price": 10.0,
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": ["i0", "i1"],
+            "title": None,
+            "cat_l1": "c1",
+            "cat_l2": "a",
+            "cat_l3": "a1",
+            "brand": "x",
+            "seller": "s",
+            "price": 10.0,
+            "first_seen": START,
+        }
+    )
+    wh = _warehouse(tmp_path / "wh.duckdb", events, items)
+    compute_feature_tables(wh, tmp_path / "f", FeaturesParams(), START)
+    stats = read_feature_table(tmp_path / "f", "item_stats", START).set_index("item_id")
+    got = stats.loc[["i0", "i1"], ["item_exposures_7d", "item_clicks_7d"]]
+    assert got.astype(int).values.tolist() == [[1, 1], [0, 1]]
+    user = read_feature_table(tmp_path / "f", "user_stats", START).set_index("user_id")
+    assert (user.loc["u1", "user_exposures_7d"], user.loc["u1", "user_clicks_7d"]) == (1, 2)

@@ -18,8 +18,9 @@ def test_whole_graph_two_days_bad_batch_and_failed_gate(tiny_params, tiny_world,
     d0, d1 = tiny_world.days[1:3]
     run_days(tiny_params, tiny_world.days[:1], train_days=[])  # history for day d0's model
 
-    # Day d0: a partner batch with three bad rows among good ones.
-    good = tiny_world.events(d0).head(5).assign(event_id=lambda f: "partner-" + f["event_id"])
+    # Day d0: a partner batch with three bad rows among 60 good ones (4.8%, under the limit: a
+    # batch with a larger share is quarantined whole).
+    good = tiny_world.events(d0).head(60).assign(event_id=lambda f: "partner-" + f["event_id"])
     bad = good.head(3).copy()
     bad["event_id"] = ["bad-unknown-item", "bad-negative-price", "bad-event-type"]
     bad.loc[bad.index[0], "item_id"] = "no-such-item"

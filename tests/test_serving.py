@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from quick_graph import quick_params_file
 
-from data_contracts.quarantine import Quarantine
 from data_contracts.runner import validate_table
 from ingestion.warehouse import Warehouse
 from orchestration.runner import run_days
@@ -194,7 +193,7 @@ def test_logs_round_trip_through_ingestion(served):
     assert set(ids) <= set(log["request_id"])
     assert (log[log["request_id"].isin(ids)].groupby("request_id")["position"].max() == 3).all()
     landed = land_day(wd.root, wd.root / "roundtrip", today)
-    report = validate_table("events", [landed], wd.gx_root, Quarantine(wd.root / "q"), day=today)
+    report = validate_table("events", [landed], wd.gx_root, day=today, main=landed)
     assert len(report.valid) == len(log) and report.quarantined_rows == 0
     assert set(report.valid["event_type"]) == {"exposure"}
 

@@ -13,8 +13,6 @@ every other row of the file is kept.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +21,8 @@ import pyarrow.parquet as pq
 
 from ingestion.readers.mapping import ROW_COLUMN, map_events, map_items, map_users
 from ingestion.readers.tables import SourceError, SourceTables, empty_table, finish, new_report
+from ingestion.textlines import TextFileError, read_delimited
 from sidflow.config import DataParams
-
-RAW_CHARS = 200  # characters of a skipped line kept in the report
 
 
 def source_folder(data: DataParams) -> Path:
@@ -40,38 +37,6 @@ def source_folder(data: DataParams) -> Path:
     return folder
 
 
-def _escaped(raw: bytes) -> str:
-    return raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")[:RAW_CHARS]
-
-
-def _csv_reader(lines: list[bytes], start: int, delimiter: str) -> Iterator[list[str]]:
-    """A csv reader over `lines[start:]`; bytes that are not UTF-8 survive as surrogates."""
-    text = (lines[i].decode("utf-8", "surrogateescape") for i in range(start, len(lines)))
-    return csv.reader(text, delimiter=delimiter)
-
-
-def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
-    try:
-        header = next(reader)
-    except (StopIteration, csv.Error):
-        header = []
-    if not header or not any(h.strip() for h in header):
-        raise SourceError(
-            path, "has no header line", row=1, fix="write the column names on the first line"
-        )
-    try:
-        "".join(header).encode("utf-8")
-    except UnicodeEncodeError:
-        raise SourceError(path, "header line is not UTF-8", row=1, fix="save as UTF-8") from None
-    header[0] = header[0].removeprefix("\ufeff")
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise SourceError(
-            path, "header names a column twice", column=dupes[0], fix="name every column once"
-        )
-    return header
-
-
 def read_text_table(path: Path, rel: str, report: dict, delimiter: str = ",") -> pd.DataFrame:
     """A delimited text file with a header line as strings (empty = null), CSV quoting.
 
@@ -79,50 +44,25 @@ def read_text_table(path: Path, rel: str, report: dict, delimiter: str = ",") ->
     `report["skipped_lines"]` ({file, line (1-based physical), reason, raw}); the frame's
     `_row` column holds each kept record's number in the file (skipped ones counted). A
     broken record spanning several lines (a quote never closed) costs only its first line:
-    reading resumes on the next one.
+    reading resumes on the next one (`ingestion.textlines.read_delimited`).
     """
-    lines = path.read_bytes().splitlines(keepends=True)
-    reader = _csv_reader(lines, 0, delimiter)
-    header = _header(reader, path)
-    width, offset, done, ordinal = len(header), 0, reader.line_num, 0
-    records, rows = [], []
-    while True:
-        reason = None
-        try:
-            rec = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            rec, reason = None, f"cannot be split ({e})"
-        start, end = offset + done + 1, offset + reader.line_num  # 1-based physical lines
-        done = reader.line_num
-        if rec == []:
-            continue  # blank line
-        if reason is None:
-            try:
-                b"".join(lines[start - 1 : end]).decode("utf-8")
-            except UnicodeDecodeError as e:
-                reason = f"not valid UTF-8 ({e.reason} at byte {e.start})"
-        elif end > start:
-            reason, end = f"{reason}; reading resumed on the next line", start
-            offset, done, reader = start, 0, _csv_reader(lines, start, delimiter)
-        if reason is None and len(rec) != width:
-            reason = f"has {len(rec)} fields, the header has {width}"
-            if end > start:  # most likely an unclosed quote: skip one line, not the rest
-                reason, end = f"{reason} (a quote is not closed on this line)", start
-                offset, done, reader = start, 0, _csv_reader(lines, start, delimiter)
-        if reason is None:
-            records.append(rec)
-            rows.append(ordinal)
-        else:
-            raw = b"".join(lines[start - 1 : end])
-            report["skipped_lines"].append(
-                {"file": rel, "line": start, "reason": reason, "raw": _escaped(raw)}
-            )
-        ordinal += 1
-    df = pd.DataFrame(records, columns=header, dtype=object)
+    try:
+        table = read_delimited(path, delimiter)
+    except TextFileError as e:
+        fix = {
+            "has no header line": "write the column names on the first line",
+            "header line is not UTF-8": "save as UTF-8",
+        }.get(e.reason, "name every column once")
+        raise SourceError(
+            path, e.reason, column=e.column, row=None if e.column else e.line, fix=fix
+        ) from None
+    for bad in table.bad:
+        report["skipped_lines"].append(
+            {"file": rel, "line": bad.line, "reason": bad.reason, "raw": bad.raw}
+        )
+    df = pd.DataFrame(table.rows, columns=table.header, dtype=object)
     df = df.where(df != "", None)
-    df[ROW_COLUMN] = rows
+    df[ROW_COLUMN] = table.records
     return df
 
 

@@ -11,11 +11,11 @@ the canonical four are passed through unchanged for the same reason.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from ingestion import timestamps
 from ingestion.canonical import EVENT_TYPES, SCHEMAS
 from ingestion.readers.tables import SourceError, count, null_column
 from sidflow.config import DataParams
@@ -24,8 +24,6 @@ ROW_COLUMN = "_row"  # a raw frame's record number in its file (0-based), set by
 REQUIRED = {"events": ("user_id", "item_id", "ts"), "items": ("item_id",), "users": ("user_id",)}
 SETTING = {"events": "columns", "items": "item_columns", "users": "user_columns"}
 HOLDS = {"user_id": "the user", "item_id": "the item", "ts": "the event time"}
-_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-_MAX_SECONDS = 9.2e9  # pandas' nanosecond timestamps end in 2262
 
 
 def as_strings(series: pd.Series) -> pd.Series:
@@ -59,38 +57,13 @@ def event_ids(rel: str, rows: pd.Series) -> pd.Series:
     return pd.Series([f"{prefix}-{int(r):09d}" for r in rows], index=rows.index, dtype=object)
 
 
-def _looks_numeric(series: pd.Series) -> bool:
-    """Whether the values are numbers (typed, or strings that read as numbers)."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return False
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return True
-    values = series.dropna().head(1000)  # a sample decides: the log's format is uniform
-    if values.empty:
-        return False
-    return all(_NUMBER.fullmatch(str(v)) is not None for v in values)
-
-
 def parse_ts(series: pd.Series, unit: str, file: Path, column: str) -> pd.Series:
-    """UTC timestamps from datetimes, datetime strings (`unit` datetime; naive = UTC) or
-    epoch numbers (`unit` s / ms, ints or floats); what does not parse becomes NaT."""
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        if getattr(series.dt, "tz", None) is None:
-            return series.dt.tz_localize("UTC")
-        return series.dt.tz_convert("UTC")
-    if unit == "datetime":
-        if _looks_numeric(series):
-            raise SourceError(
-                file,
-                "holds numbers, but data.ts_unit is 'datetime' (date-time strings)",
-                column=column,
-                fix="declare data.ts_unit: s (epoch seconds) or ms (epoch milliseconds)",
-            )
-        return pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-    num = pd.to_numeric(series, errors="coerce").astype("float64")
-    limit = _MAX_SECONDS * (1000 if unit == "ms" else 1)
-    num = num.where(num.abs() < limit)
-    return pd.to_datetime(num, unit=unit, utc=True)
+    """UTC timestamps by `data.ts_unit` (`ingestion.timestamps.parse_ts`); numbers under
+    `datetime` stop with a SourceError naming the file, the column and the setting."""
+    try:
+        return timestamps.parse_ts(series, unit)
+    except timestamps.EpochWithoutUnit as e:
+        raise SourceError(file, e.reason, column=column, fix=timestamps.FIX) from None
 
 
 def _pick(

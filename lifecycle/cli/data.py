@@ -64,7 +64,8 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 def cmd_load_amazon(args: argparse.Namespace) -> int:
     """Load an Amazon 5-core folder: canonical tables, contracts, warehouse and the split."""
-    from data_contracts.quarantine import Quarantine
+    from data_contracts.publish import ContractStore
+    from data_contracts.references import Reference
     from data_contracts.runner import validate_table
     from ingestion.readers.amazon import load_amazon
     from ingestion.warehouse import Warehouse
@@ -74,26 +75,29 @@ def cmd_load_amazon(args: argparse.Namespace) -> int:
     ds = load_amazon(args.path, args.name)
     out = wd.dataset_dir(args.name)
     paths = ds.write(out)
-    q = Quarantine(out / "quarantine")
+    known = {
+        t: Reference(frozenset(getattr(ds, t)[k]), f"the dataset's {t}")
+        for t, k in (("items", "item_id"), ("users", "user_id"))
+    }
     reports = {
         t: validate_table(
             t,
             [paths[t]],
             wd.gx_root,
-            q,
+            batch=args.name,
+            main=paths[t],
+            limits=params.contracts,
             scenes=params.data.scenes,
-            known_items=set(ds.items["item_id"]) if t == "events" else None,
-            known_users=set(ds.users["user_id"]) if t == "events" else None,
+            items=known["items"],
+            users=known["users"],
         )
         for t in ("items", "users", "events")
     }
     wh = Warehouse(out / "warehouse.duckdb")
-    wh.upsert("items", reports["items"].valid)
-    wh.upsert("users", reports["users"].valid)
-    ev = reports["events"].valid
-    import pandas as pd
-
-    wh.write_events(ev, sorted(pd.to_datetime(ev["ts"], utc=True).dt.date.unique()))
+    store = ContractStore(out, wd.gx_root)
+    for report in reports.values():
+        if report.gate.passed:
+            store.publish_report(report, wh, examples=params.contracts.examples)
     print(
         json.dumps(
             {
@@ -108,45 +112,53 @@ def cmd_load_amazon(args: argparse.Namespace) -> int:
             default=str,
         )
     )
-    return 0
+    return 0 if all(r.gate.passed for r in reports.values()) else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Run a table's contract over files (or the landed raw batches of a day)."""
-    from data_contracts.quarantine import Quarantine
+    """Run a table's contract over files (or the batches landed for a day), as the pipeline
+    does; the outcome is staged in `checks/<table>/<batch>/`, never published. Files given
+    are judged as files (the first as the source's batch); the day's floor of good rows
+    applies only with `--day` alone, to the day's landed batches."""
+    from data_contracts.publish import ContractStore
+    from data_contracts.references import reference_ids
     from data_contracts.runner import validate_table
-    from ingestion.sources import raw_batches
+    from ingestion.sources import raw_batches, source_batch
     from ingestion.warehouse import Warehouse
 
     params = load(args)
     wd = Workdir(params.workdir)
     day = dt.date.fromisoformat(args.day) if args.day else None
-    files = [Path(f) for f in args.files] or (raw_batches(wd, args.table, day) if day else [])
+    if args.files:
+        files = [Path(f) for f in args.files]
+        main = files[0]  # the first file is judged as the source's batch
+    else:
+        files = raw_batches(wd, args.table, day) if day else []
+        main = source_batch(wd, args.table, day, params.data.source) if day else None
     if not files:
         print("nothing to validate: give files, or --day with landed raw batches", file=sys.stderr)
         return 2
-    known_items = known_users = None
-    if args.table == "events" and wd.warehouse.exists():
-        wh = Warehouse(wd.warehouse)
-        known_items = set(wh.query("SELECT item_id FROM items")["item_id"])
-        known_users = set(wh.query("SELECT user_id FROM users")["user_id"])
+    wh = Warehouse(wd.root / "warehouse.duckdb")
+    wh = wh if wh.path.exists() else None
     report = validate_table(
         args.table,
         files,
         wd.gx_root,
-        Quarantine(wd.root / "quarantine"),
         day=day,
+        main=main,
+        limits=params.contracts,
         scenes=params.data.scenes,
-        known_items=known_items,
-        known_users=known_users,
+        items=reference_ids("items", wh, day, raw_batches(wd, "items", day) if day else []),
+        users=reference_ids("users", wh, None, raw_batches(wd, "users", day) if day else []),
+        ts_unit=params.data.ts_unit,
+        floor=None if not args.files else False,  # files given: a check of them, not the day
     )
-    ok = report.passes_gate(params.contracts.max_quarantine_fraction)
-    print(
-        json.dumps(
-            {**report.summary(), "gate_passed": ok, "data_docs": str(report.docs_index)}, indent=2
-        )
+    staged = ContractStore(wd.root, wd.gx_root, staging="checks").stage(
+        report, params.contracts.examples
     )
-    return 0 if ok else 1
+    summary = report.summary(params.contracts.examples)
+    print(json.dumps({**summary, "staged": str(staged)}, indent=2, default=str))
+    return 0 if report.gate.passed else 1
 
 
 def day_out_of_range(day: dt.date, days: list[dt.date], cal) -> str | None:  # noqa: ANN001
@@ -270,7 +282,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", default="amazon-beauty")
     s.set_defaults(func=cmd_load_amazon)
 
-    s = sub.add_parser("validate", help="run a data contract over files or a landed day")
+    s = sub.add_parser(
+        "validate",
+        help="run a data contract over files (the first is the source's batch) or a landed day",
+    )
     s.add_argument("files", nargs="*")
     s.add_argument("--table", default="events", choices=["events", "items", "users"])
     s.add_argument("--day", help="partition day YYYY-MM-DD")

@@ -16,12 +16,17 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
+from data_contracts.references import reference_ids
 from data_contracts.runner import validate_table
 from features.compute import compute_feature_tables
 from ingestion.calendar import SourceCalendar
-from ingestion.canonical import write_parquet_atomic
-from ingestion.sources import HISTORY, Source, history_dir, land
-from orchestration.assets.ingest import contract_check, contract_metadata, preview
+from ingestion.sources import HISTORY, Source, land, raw_batches
+from orchestration.assets.contract_checks import (
+    batches_check,
+    contract_check,
+    contract_metadata,
+    preview,
+)
 from orchestration.resources import SidflowResource, WarehouseResource
 
 OWNER = "team:data-platform"
@@ -57,7 +62,14 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
         description="Every source day before the first daily partition, as one batch: "
         "landed as received, checked by the events, items and users contracts, written to "
         "the warehouse (replacing those days, never duplicating).",
-        check_specs=[dg.AssetCheckSpec("history_contract", asset="history_events", blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("history_contract", asset="history_events", blocking=True),
+            dg.AssetCheckSpec(
+                "every_batch_accepted",
+                asset="history_events",
+                description="warns on a batch set aside",
+            ),
+        ],
     )
     def history_events(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
@@ -71,39 +83,47 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
             yield dg.AssetCheckResult(
                 check_name="history_contract", passed=True, metadata={"reason": "no history batch"}
             )
+            yield dg.AssetCheckResult(check_name="every_batch_accepted", passed=True)
             return
         first, last = cal.history
-        wh = warehouse.warehouse
-        limit = sidflow.params.contracts.max_quarantine_fraction
+        wh, params, store = warehouse.warehouse, sidflow.params, sidflow.contracts
+        limits = params.contracts
+        gates = []
         for table, frame in (("items", source.items(last)), ("users", source.users())):
-            path = land(paths, table, HISTORY, frame, source.name)
-            report = validate_table(table, [path], paths.gx_root, sidflow.quarantine, batch=HISTORY)
-            wh.upsert(table, report.valid)
-            context.log.info(f"history {table}: {report.summary()}")
-        land(paths, "events", HISTORY, source.events_before(cal.daily_from), source.name)
-        files = sorted(
-            p
-            for p in history_dir(paths, "events").iterdir()
-            if p.is_file() and not p.name.startswith(".")
-        )
-        known_items = set(
-            wh.query("SELECT item_id FROM items WHERE first_seen <= ?", [last])["item_id"]
-        )
-        known_users = set(wh.query("SELECT user_id FROM users")["user_id"])
+            main = land(paths, table, HISTORY, frame, source.name)
+            report = validate_table(
+                table,
+                raw_batches(paths, table, HISTORY),
+                paths.gx_root,
+                batch=HISTORY,
+                window=(first, last),
+                main=main,
+                limits=limits,
+                ts_unit=params.data.ts_unit,
+            )
+            store.stage(report, limits.examples)
+            if report.gate.passed:
+                store.publish(table, HISTORY, wh)
+            else:
+                gates.append(f"{table}: {report.gate.message}")
+            context.log.info(f"history {table}: {report.gate.message}")
+        main = land(paths, "events", HISTORY, source.events_before(cal.daily_from), source.name)
         report = validate_table(
             "events",
-            files,
+            raw_batches(paths, "events", HISTORY),
             paths.gx_root,
-            sidflow.quarantine,
-            scenes=sidflow.params.data.scenes,
-            known_items=known_items,
-            known_users=known_users,
-            window=(first, last),
             batch=HISTORY,
+            window=(first, last),
+            main=main,
+            limits=limits,
+            scenes=params.data.scenes,
+            items=reference_ids("items", wh, last, raw_batches(paths, "items", HISTORY)),
+            users=reference_ids("users", wh, None, raw_batches(paths, "users", HISTORY)),
+            ts_unit=params.data.ts_unit,
         )
-        passed = report.passes_gate(limit)
-        out = write_parquet_atomic(report.valid, paths.validated_dir("events") / "history.parquet")
-        written = wh.write_events(report.valid, history_days(cal)) if passed else 0
+        staged = store.stage(report, limits.examples)
+        passed = report.gate.passed and not gates
+        published = store.publish("events", HISTORY, wh, history_days(cal)) if passed else None
         per_year = (
             pd.to_datetime(report.valid["ts"], utc=True).dt.year.value_counts().sort_index()
             if len(report.valid)
@@ -111,7 +131,7 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
         )
         yield dg.MaterializeResult(
             metadata={
-                **contract_metadata(report),
+                **contract_metadata(report, limits),
                 "history": f"{first}..{last}",
                 "daily_from": str(cal.daily_from),
                 "days_with_events": int(
@@ -119,9 +139,13 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
                 )
                 if len(report.valid)
                 else 0,
-                "rows_written": written,
-                "signature": signature,
-                "validated": dg.MetadataValue.path(str(out)),
+                "rows_written": published.rows_written if published else 0,
+                # a batch stopped at the gate is loaded again by the next run
+                "signature": signature if published else f"not loaded: {signature}",
+                "published": dg.MetadataValue.path(str(published.validated))
+                if published
+                else "no: the gate did not pass",
+                "staged": dg.MetadataValue.path(str(staged)),
                 "events_per_year": dg.MetadataValue.md(
                     per_year.rename_axis("year").reset_index(name="events").to_markdown(index=False)
                     if len(per_year)
@@ -130,7 +154,8 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
                 "preview": preview(report.valid),
             }
         )
-        yield contract_check("history_contract", report, limit)
+        yield contract_check("history_contract", report, limits, gates)
+        yield batches_check(report)
 
     @dg.asset(
         group_name="features",

@@ -1,18 +1,29 @@
 """Stage `ingest` and `quality`: raw data lands, contracts validate it, the warehouse keeps it.
 
 raw_events[d] -> validated_events[d] -> warehouse_events[d], with items[d] and users[d]
-(the catalogue and users as known on day d). Contracts run as blocking asset checks:
-a failed data gate stops everything downstream of that day.
+(the catalogue and users as known on day d). Every batch landed for the day is checked: the
+source's and any dropped in beside it. A contract stages its outcome and the blocking data
+gate decides whether it is published (warehouse rows, validated file, quarantine and Data
+Docs together): a failed gate publishes nothing and stops everything downstream of that day.
 """
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
-from data_contracts.runner import ContractReport, validate_table
-from ingestion.canonical import write_parquet_atomic
-from ingestion.sources import land, raw_batches
+from data_contracts.publish import Published
+from data_contracts.references import reference_ids
+from data_contracts.report import day_key
+from data_contracts.runner import validate_table
+from ingestion.sources import land, raw_batches, source_batch
+from orchestration.assets.contract_checks import (
+    batches_check,
+    contract_check,
+    contract_metadata,
+    preview,
+    rules_check,
+)
 from orchestration.resources import SidflowResource, WarehouseResource
 
 OWNER = "team:data-platform"
@@ -22,51 +33,22 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def preview(df: pd.DataFrame, n: int = 8) -> dg.MetadataValue:
-    """The first rows as a Markdown table (the asset's preview in the Dagster UI)."""
-    return dg.MetadataValue.md(df.head(n).to_markdown(index=False) if len(df) else "_no rows_")
+def _main(sidflow: SidflowResource, table: str, day: dt.date) -> Path | None:
+    """The source's own batch of (table, day), when the source delivered one."""
+    path = source_batch(sidflow.paths, table, day, sidflow.source.name)
+    return path if path.exists() else None
 
 
-def contract_metadata(report: ContractReport) -> dict:
-    """Metadata shared by every contract-validated asset."""
-    s = report.summary()
-    rules = "\n".join(f"| {r} | {n} |" for r, n in report.failed_rules.items())
-    md = {
-        "rows_in": s["rows_in"],
-        "valid_rows": s["valid_rows"],
-        "quarantined_rows": s["quarantined_rows"],
-        "quarantine_fraction": s["quarantine_fraction"],
-        "rejected_batches": dg.MetadataValue.json(s["rejected_batches"]),
-        "failed_rules": dg.MetadataValue.md(
-            "| rule | rows |\n|---|---|\n" + rules if rules else "_every rule passed_"
-        ),
-    }
-    if report.docs_index:
-        md["data_docs"] = dg.MetadataValue.url(report.docs_index.as_uri())
+def _where(published: Published | None, staged: Path | None) -> dict:
+    md = {}
+    if staged is not None:
+        md["staged"] = dg.MetadataValue.path(str(staged))
+    if published is not None:
+        md["validated"] = dg.MetadataValue.path(str(published.validated))
+        md["quarantine"] = dg.MetadataValue.path(str(published.quarantine))
+        if published.data_docs:
+            md["data_docs"] = dg.MetadataValue.url(published.data_docs.as_uri())
     return md
-
-
-def contract_check(name: str, report: ContractReport, max_fraction: float) -> dg.AssetCheckResult:
-    """The blocking data gate for one contract run."""
-    passed = report.passes_gate(max_fraction)
-    reason = (
-        "ok"
-        if passed
-        else f"quarantine fraction {report.quarantine_fraction:.4f} > {max_fraction}"
-        if report.quarantine_fraction > max_fraction
-        else "; ".join(f"{b['file']}: {b['reason']}" for b in report.rejected_batches)
-        or "no rows arrived"
-    )
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "quarantine_fraction": report.quarantine_fraction,
-            "max_quarantine_fraction": max_fraction,
-            "reason": reason,
-        },
-    )
 
 
 def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -104,27 +86,48 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             partitions_def=partitions,
             kinds={"parquet", "duckdb"},
             owners=[OWNER],
-            description=f"The {table} table as of the day: landed, contract-checked, upserted.",
-            check_specs=[dg.AssetCheckSpec(f"{table}_contract", asset=table, blocking=True)],
+            description=f"The {table} table as of the day: landed, contract-checked (the "
+            "source's batch and any dropped in beside it), published when the gate passes.",
+            check_specs=[
+                dg.AssetCheckSpec(f"{table}_contract", asset=table, blocking=True),
+                dg.AssetCheckSpec(
+                    "every_batch_accepted", asset=table, description="warns on a batch set aside"
+                ),
+            ],
         )
         def _asset(
             context: dg.AssetExecutionContext,
             sidflow: SidflowResource,
             warehouse: WarehouseResource,
         ):
-            day = _day(context)
+            day, params = _day(context), sidflow.params
             frame = sidflow.source.items(day) if table == "items" else sidflow.source.users()
-            path = land(sidflow.paths, table, day, frame, sidflow.source.name)
+            main = land(sidflow.paths, table, day, frame, sidflow.source.name)
             report = validate_table(
-                table, [path], sidflow.paths.gx_root, sidflow.quarantine, day=day
+                table,
+                raw_batches(sidflow.paths, table, day),
+                sidflow.paths.gx_root,
+                day=day,
+                main=main,
+                limits=params.contracts,
+                ts_unit=params.data.ts_unit,
             )
-            warehouse.warehouse.upsert(table, report.valid)
+            store = sidflow.contracts
+            staged = store.stage(report, params.contracts.examples)
+            published = (
+                store.publish(table, report.key, warehouse.warehouse)
+                if report.gate.passed
+                else None
+            )
             yield dg.MaterializeResult(
-                metadata={**contract_metadata(report), "preview": preview(report.valid)}
+                metadata={
+                    **contract_metadata(report, params.contracts),
+                    **_where(published, None if published else staged),
+                    "preview": preview(report.valid),
+                }
             )
-            yield contract_check(
-                f"{table}_contract", report, sidflow.params.contracts.max_quarantine_fraction
-            )
+            yield contract_check(f"{table}_contract", report, params.contracts)
+            yield batches_check(report)
 
         return _asset
 
@@ -134,53 +137,50 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         deps=["raw_events", "items", "users", "history_events"],
         kinds={"great_expectations", "parquet"},
         owners=[OWNER],
-        description="Events that passed the events contract; rejects are quarantined.",
+        description="The day's events checked by the events contract and staged (kept rows, "
+        "quarantined rows, batches set aside); warehouse_events publishes them.",
         check_specs=[
             dg.AssetCheckSpec("events_contract", asset="validated_events", blocking=True),
             dg.AssetCheckSpec(
-                "every_rule_passed", asset="validated_events", description="warns on any reject"
+                "every_batch_accepted",
+                asset="validated_events",
+                description="warns on a batch set aside",
+            ),
+            dg.AssetCheckSpec(
+                "every_rule_passed",
+                asset="validated_events",
+                description="warns on any quarantined row or kept orphan engagement",
             ),
         ],
     )
     def validated_events(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ):
-        day = _day(context)
+        day, params, paths = _day(context), sidflow.params, sidflow.paths
         wh = warehouse.warehouse
-        known_items = set(
-            wh.query("SELECT item_id FROM items WHERE first_seen <= ?", [day])["item_id"]
-        )
-        known_users = set(wh.query("SELECT user_id FROM users")["user_id"])
         report = validate_table(
             "events",
-            raw_batches(sidflow.paths, "events", day),
-            sidflow.paths.gx_root,
-            sidflow.quarantine,
+            raw_batches(paths, "events", day),
+            paths.gx_root,
             day=day,
-            scenes=sidflow.params.data.scenes,
-            known_items=known_items,
-            known_users=known_users,
+            main=_main(sidflow, "events", day),
+            limits=params.contracts,
+            scenes=params.data.scenes,
+            items=reference_ids("items", wh, day, raw_batches(paths, "items", day)),
+            users=reference_ids("users", wh, None, raw_batches(paths, "users", day)),
+            ts_unit=params.data.ts_unit,
         )
-        out = write_parquet_atomic(report.valid, sidflow.paths.validated_path("events", day))
+        staged = sidflow.contracts.stage(report, params.contracts.examples)
         yield dg.MaterializeResult(
             metadata={
-                **contract_metadata(report),
-                "path": dg.MetadataValue.path(str(out)),
-                "quarantine": dg.MetadataValue.path(
-                    str(sidflow.quarantine.rows_path("events", day))
-                ),
+                **contract_metadata(report, params.contracts),
+                **_where(None, staged),
                 "preview": preview(report.valid),
             }
         )
-        yield contract_check(
-            "events_contract", report, sidflow.params.contracts.max_quarantine_fraction
-        )
-        yield dg.AssetCheckResult(
-            check_name="every_rule_passed",
-            passed=report.success,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failed_rules": dg.MetadataValue.json(report.failed_rules)},
-        )
+        yield contract_check("events_contract", report, params.contracts)
+        yield batches_check(report)
+        yield rules_check(report, params.contracts)
 
     @dg.asset(
         group_name="ingest",
@@ -188,14 +188,15 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         deps=[validated_events],
         kinds={"duckdb"},
         owners=[OWNER],
-        description="The day's validated events in the DuckDB warehouse (replaced, never duplicated).",
+        description="The day's staged events published: the warehouse rows (the day replaced, "
+        "never duplicated), validated file, quarantine and Data Docs change together.",
     )
     def warehouse_events(
         context: dg.AssetExecutionContext, sidflow: SidflowResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         day = _day(context)
-        frame = pd.read_parquet(sidflow.paths.validated_path("events", day))
-        written = warehouse.warehouse.write_events(frame, [day])
+        published = sidflow.contracts.publish("events", day_key(day), warehouse.warehouse, [day])
+        written = published.rows_written
         counts = warehouse.warehouse.counts()
         by_type = warehouse.warehouse.query(
             "SELECT event_type, count(*) AS n FROM events WHERE day = ? GROUP BY 1 ORDER BY 2 DESC",
@@ -209,6 +210,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "warehouse_users_total": counts["users"],
                 "by_event_type": preview(by_type),
                 "warehouse": dg.MetadataValue.path(str(warehouse.warehouse.path)),
+                **_where(published, None),
             }
         )
 
