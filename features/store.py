@@ -42,7 +42,12 @@ from sidflow.workdir import Workdir
 warnings.filterwarnings("ignore", message="fetch_arrow_table", category=DeprecationWarning)
 
 REPO_DIR = Path(__file__).resolve().parent / "feature_repo"
-PROFILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+# feature_store.yaml of each (online store, registry): the shell's `feast -f ...` uses the same
+PROFILES = {
+    ("sqlite", "file"): "feature_store.yaml",
+    ("redis", "file"): "feature_store.redis.yaml",
+    ("redis", "sql"): "feature_store.deployment.yaml",
+}
 MISSING_KEY = "<none>"  # join key of an item without brand/seller: matches no feature row
 RECENCY = {
     "user_days_since_last_event": "user_last_event_ts",
@@ -52,14 +57,28 @@ RECENCY = {
 
 
 def repo_config(params: Params) -> RepoConfig:
-    """The profile's feature_store.yaml with this working folder (and Redis address) filled in."""
+    """The profile's feature_store.yaml with this working folder, Redis address and registry
+    URL filled in. A (sqlite, sql) pair, which no yaml ships, is the SQLite store's yaml with the
+    deployment yaml's SQL registry."""
     fp = params.features
     wd = Workdir(params.workdir)
     wd.feast_dir  # noqa: B018 - creates the folder
-    text = (REPO_DIR / PROFILES[fp.online_store]).read_text()
-    text = text.replace("${SIDFLOW_WORKDIR}", str(wd.root.resolve()))
-    text = text.replace("${SIDFLOW_REDIS_ADDRESS}", fp.redis_address)
-    config = RepoConfig(**yaml.safe_load(text))
+    names = {
+        "SIDFLOW_WORKDIR": str(wd.root.resolve()),
+        "SIDFLOW_REDIS_ADDRESS": fp.redis_address,
+        "SIDFLOW_FEAST_REGISTRY_URL": fp.registry_url,
+    }
+
+    def read(name: str) -> dict:
+        text = (REPO_DIR / name).read_text()
+        for var, value in names.items():
+            text = text.replace("${" + var + "}", value)
+        return yaml.safe_load(text)
+
+    raw = read(PROFILES.get((fp.online_store, fp.registry), PROFILES[(fp.online_store, "file")]))
+    if fp.registry == "sql":
+        raw["registry"] = read(PROFILES[("redis", "sql")])["registry"]
+    config = RepoConfig(**raw)
     config.repo_path = REPO_DIR
     return config
 
@@ -72,7 +91,8 @@ def sqlite_online_path(params: Params) -> Path:
 def feature_store(params: Params) -> FeatureStore:
     """Feast's FeatureStore for the working folder and online store profile in `params`."""
     config = repo_config(params)
-    set_aside_cut_registry(Path(config.registry.path))
+    if config.registry.registry_type == "file":
+        set_aside_cut_registry(Path(config.registry.path))
     return FeatureStore(config=config)
 
 

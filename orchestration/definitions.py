@@ -86,8 +86,19 @@ def build_definitions(
             ),
             "warehouse": WarehouseResource(path=str(Workdir(params.workdir).warehouse)),
         },
-        executor=dg.in_process_executor,
+        executor=executor(params),
     )
+
+
+def executor(params: Params) -> dg.ExecutorDefinition:
+    """The profile's executor: every step in the run's process (local), or a process per step
+    with at most `dagster.max_concurrent` at a time (deployment; DuckDB writers one at a time
+    through their pool)."""
+    if params.dagster.executor == "multiprocess":
+        return dg.multiprocess_executor.configured(
+            {"max_concurrent": params.dagster.max_concurrent}
+        )
+    return dg.in_process_executor
 
 
 defs = build_definitions()

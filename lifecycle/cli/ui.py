@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from lifecycle.cli.settings import load
-from sidflow.workdir import Workdir
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -20,7 +19,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from orchestration.dagster_home import ensure_dagster_home
 
     params = load(args)
-    ensure_dagster_home(Workdir(params.workdir).dagster_home)
+    ensure_dagster_home(params)
     cmd = [
         str(Path(sys.executable).with_name("dagster")),
         "dev",

@@ -13,7 +13,7 @@ import pandas as pd
 from data_contracts.runner import ContractReport, validate_table
 from ingestion.canonical import write_parquet_atomic
 from ingestion.sources import land, raw_batches
-from orchestration.resources import SidflowResource, WarehouseResource
+from orchestration.resources import DUCKDB_WRITERS, SidflowResource, WarehouseResource
 
 OWNER = "team:data-platform"
 
@@ -104,6 +104,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             partitions_def=partitions,
             kinds={"parquet", "duckdb"},
             owners=[OWNER],
+            pool=DUCKDB_WRITERS,
             description=f"The {table} table as of the day: landed, contract-checked, upserted.",
             check_specs=[dg.AssetCheckSpec(f"{table}_contract", asset=table, blocking=True)],
         )
@@ -188,6 +189,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         deps=[validated_events],
         kinds={"duckdb"},
         owners=[OWNER],
+        pool=DUCKDB_WRITERS,
         description="The day's validated events in the DuckDB warehouse (replaced, never duplicated).",
     )
     def warehouse_events(

@@ -34,7 +34,7 @@ def ab_evidence(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.
     """Per bucket and model: requests, exposures, clicks and CTR of `day` (exposure log x
     the day's click events in the warehouse)."""
 
-    log = read_day(sidflow.paths.root, day)
+    log = read_day(sidflow.paths.exposure_logs, day)
     if log.empty:
         return {}
     clicks = warehouse.warehouse.query(

@@ -18,6 +18,7 @@ from features.store import item_weights
 from models.retriever.protocol import held_out_event_ids, resolve_protocol
 from models.tokenizer.metrics import concentration_table
 from models.tokenizer.stage import previous_day_dir, run_sid_stage
+from orchestration.assets.cross_day import YESTERDAY, previous_note
 from orchestration.resources import SidflowResource, WarehouseResource
 
 OWNER = "team:ml-tokenizer"
@@ -74,10 +75,8 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         deps=[
             "items",
             "warehouse_events",  # the stage reads events through d-1 from the warehouse
-            dg.AssetDep(
-                "feature_tables",  # exposure weights through d-1 (issue 3)
-                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
-            ),
+            dg.AssetDep("feature_tables", partition_mapping=YESTERDAY),  # weights through d-1
+            dg.AssetDep("sid_table", partition_mapping=YESTERDAY),  # the version it updates
         ],
         kinds={"pytorch", "parquet", "safetensors"},
         owners=[OWNER],
@@ -139,7 +138,7 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 "dvc_hash": res.data_version,
                 "mode": m["mode"],
                 "mode_reason": m["mode_reason"],
-                "previous": str(previous) if previous else "none",
+                "previous": previous_note(previous, day),
                 "items": m["items"],
                 "new_items": m["new_items"] or 0,
                 "embedding": m["embedding"],
