@@ -232,7 +232,7 @@ def _latencies(
 ) -> dict:
     """p50/p99 of `OnlineFeatures.get` for random users x 200 random candidates (after 20
     warm-up requests), and of Feast's `get_online_features` on a fifth of them if `sdk`."""
-    from features.schema import end_of_day
+    from features.schema import REQUEST_TS, end_of_day
     from features.store import MISSING_KEY, U2I_ATTRIBUTES, OnlineFeatures
 
     online = OnlineFeatures(p)
@@ -251,7 +251,7 @@ def _latencies(
         fast.append(time.perf_counter() - t0)
     service = online.store.get_feature_service("ranker")
     for user, items in requests[: max(20, n_requests // 5) if sdk else 0]:
-        rows = {"user_id": [user] * len(items), "item_id": items}
+        rows = {"user_id": [user] * len(items), "item_id": items, REQUEST_TS: [request_ts] * 200}
         rows |= {a: [online._attrs[a].get(i, MISSING_KEY) for i in items] for a in U2I_ATTRIBUTES}
         t0 = time.perf_counter()
         online.store.get_online_features(features=service, entity_rows=rows).to_df()
