@@ -451,6 +451,10 @@ class LifecycleParams(Strict):
     schedule_hour: int = Field(2, ge=0, le=23)  # UTC hour of `daily_retrain`
     schedule_cron: str | None = None  # a cron of its own instead (UTC), e.g. "30 1 * * 1-5"
     sensor_interval_s: int = Field(60, ge=1)  # `new_data_sensor` runs at most this often
+    # the job `new_data_sensor` starts for a day with new data: daily_pipeline (the whole graph)
+    # | daily_data (ingest, contracts, warehouse, feature tables; training then waits for the
+    # schedule, e.g. when data lands several times a day)
+    sensor_job: Literal["daily_pipeline", "daily_data"] = "daily_pipeline"
     train_ranker: bool = True  # the DIG ranker, its gate and the RFT + DPO aligned retriever
 
     @property
@@ -465,7 +469,7 @@ class DagsterParams(Strict):
     # run, event log and schedule storage: sqlite (in the working folder's DAGSTER_HOME) |
     # postgres (`postgres_url`); auto: sqlite locally, postgres in the deployment profile
     storage: Literal["auto", "sqlite", "postgres"] = "auto"
-    postgres_url: str = "postgresql://sidflow@127.0.0.1:5432/sidflow_dagster"
+    postgres_url: str = "postgresql+psycopg2://sidflow@127.0.0.1:5432/sidflow_dagster"
     # in_process (one process, the embedded default) | multiprocess (each step its own process);
     # auto: in_process locally, multiprocess in the deployment profile
     executor: Literal["auto", "in_process", "multiprocess"] = "auto"
