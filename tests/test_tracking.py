@@ -62,3 +62,14 @@ def test_tracking_off_or_unreachable_never_stops_training(workdir, monkeypatch):
     assert link.run_id is None and link.error
     assert not add_to_run(link, {"x": 1.0})
     assert RunLink.from_json(link.to_json()) == link and RunLink.from_json(None) is None
+
+
+def test_make_ui_tells_how_to_open_mlflow(workdir):
+    from lifecycle.cli.ui import mlflow_hint
+
+    hint = mlflow_hint(load_params())
+    assert (
+        f"mlflow ui --backend-store-uri sqlite:///{workdir.root / 'mlflow' / 'mlflow.db'}" in hint
+    )
+    deployed = load_params(overrides={"lifecycle.profile": "deployment"})
+    assert mlflow_hint(deployed).endswith(f"open {deployed.tracking.server_url}")
