@@ -57,6 +57,7 @@ TEST_WORKERS ?= 2
 test: install lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
+# the Dagster UI on port 3000; it prints how to open the MLflow runs (docs/deployment.md)
 ui: install
 	$(BIN)/sidflow ui --port 3000
 

@@ -172,7 +172,7 @@ def main() -> None:
     from sidflow.registry import Registry
     from sidflow.workdir import Workdir
 
-    wd = Workdir(params.workdir)
+    wd = Workdir.of(params)
     promoted = Registry(wd.registry).current().get("promoted")
     if not promoted:
         sys.exit(f"no promoted bundle in {wd.root}: run the daily pipeline (`make run`) first")
@@ -194,7 +194,7 @@ def main() -> None:
             "torch_threads": sp.torch_threads,
             "cpus": os.cpu_count(),
             "load_avg_before": _load_avg(),
-            "exposure_log": str(wd.root / "serving" / "logs"),
+            "exposure_log": str(wd.exposure_logs),
         }
     }
     result["in_process"] = {

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from features.schema import TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
-from features.store import RECENCY, OnlineFeatures, item_attributes, training_frame
+from features.schema import RECENCY, TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
+from features.store import OnlineFeatures, item_attributes, training_frame
 from ingestion.warehouse import Warehouse
 from sidflow.config import Params
 from sidflow.workdir import Workdir
@@ -49,7 +49,7 @@ def compare_online_offline(
     attrs = item_attributes(params)
     online = OnlineFeatures(params, attrs=attrs)
     names = [f.name for s in view_specs(params.features).values() for f in s.features]
-    names += list(RECENCY)  # derived at request time on both paths
+    names += list(RECENCY)  # the on-demand view user_recency, at the request time
     frames_on, frames_off = [], []
     for user, items in requests:
         frames_on.append(online.get(user, items, request_ts=as_of))

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource
+from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, Int64, UnixTimestamp
 
-from features.schema import ViewSpec, view_specs
+from features.schema import RECENCY, ViewSpec, view_specs
 from sidflow.config import FeaturesParams, load_params
 from sidflow.workdir import Workdir
 
@@ -69,13 +70,17 @@ class FeastRepo:
     sources: dict[str, FileSource]
     views: dict[str, FeatureView]
     services: dict[str, FeatureService]
+    request_sources: dict[str, RequestSource]
+    on_demand: dict[str, OnDemandFeatureView]  # request-time views (recency)
 
     def objects(self) -> list:
         """All objects, in the order `FeatureStore.apply` takes them."""
         return [
             *self.entities.values(),
             *self.sources.values(),
+            *self.request_sources.values(),
             *self.views.values(),
+            *self.on_demand.values(),
             *self.services.values(),
         ]
 
@@ -99,9 +104,14 @@ def build_repo(features_dir: Path, fp: FeaturesParams) -> FeastRepo:
         sources={name: view.batch_source for name, view in views.items()},
         views=views,
         services={o.name: o for o in objs if isinstance(o, FeatureService)},
+        request_sources={o.name: o for o in objs if isinstance(o, RequestSource)},
+        on_demand={o.name: o for o in objs if isinstance(o, OnDemandFeatureView)},
     )
     declared = [o for o in objs if isinstance(o, FileSource)]
     problems = check_views(repo, features_dir, fp)
+    recency = repo.on_demand.get("user_recency")
+    if recency is None or [f.name for f in recency.features] != list(RECENCY):
+        problems.append(f"the on-demand view user_recency must give {list(RECENCY)}")
     if {id(s) for s in declared} != {id(s) for s in repo.sources.values()}:
         problems.append("every declared source must feed exactly the views that use it")
     if problems:

@@ -11,9 +11,11 @@ OpenAI-compatible `value_num` column) fall back to Feast's per-row path.
 Reads are Feast's too, with costs taken out of the serving path (`online_read`, same query
 and result): the event time is converted once per entity instead of once per (entity,
 feature) through sqlite3's Python converter; `read_serialized` takes keys serialized by
-`string_entity_keys` (Feast's encoding, the join-key part built once); and the connection
-reads through a memory map. `SqliteOnlineStore.online_read` and `serialize_entity_key`
-stay the references; tests check they agree.
+`string_entity_keys` (Feast's encoding, the join-key part built once); and the store's own
+connection to Feast's file reads through a memory map. `SqliteOnlineStore.online_read` and
+`serialize_entity_key` stay the references; tests check they agree. Table names come from
+Feast's public `compute_table_id`; the file's path is the one Feast internal used
+(features/feast_internals.py, checked by a test that fails on a Feast upgrade).
 
 Key index (`index_join_key`, e.g. `user_id`): Feast's serialized key sorts join keys by
 name, so a (user, seller) key starts with the seller and one user's rows are scattered over
@@ -42,17 +44,14 @@ from typing import Any, Literal
 
 from feast import Entity, FeatureView, RepoConfig
 from feast.infra.key_encoding_utils import deserialize_entity_key, serialize_entity_key
-from feast.infra.online_stores.helpers import extract_text_and_num
-from feast.infra.online_stores.sqlite import (
-    SqliteOnlineStore,
-    SqliteOnlineStoreConfig,
-    _quote_id,
-    _table_id,
-)
+from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.protos.feast.types.Value_pb2 import ValueType
 from feast.utils import to_naive_utc
+
+from features.feast_internals import sqlite_db_path
 
 TYPE = "features.online_sqlite.BatchedSqliteOnlineStore"
 Row = tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]
@@ -65,6 +64,18 @@ class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
 
     type: Literal["features.online_sqlite.BatchedSqliteOnlineStore"] = TYPE  # type: ignore[assignment]
     index_join_key: str | None = None  # keep a key index on this join key (module docstring)
+
+
+def _quote_id(identifier: str) -> str:
+    """A quoted SQLite identifier (embedded double quotes doubled), as Feast quotes its tables."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _table_id(config: RepoConfig, table: FeatureView) -> str:
+    """The name of a view's table in the online store (Feast's `compute_table_id`)."""
+    return compute_table_id(
+        config.project, table, config.registry.enable_online_feature_view_versioning
+    )
 
 
 def _epoch(ts: datetime | None) -> int | None:
@@ -116,9 +127,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         if store.vector_enabled or store.enable_openai_compatible_store:
             super().online_write_batch(config, table, data, progress)
             return
-        name = _table_id(
-            config.project, table, config.registry.enable_online_feature_view_versioning
-        )
+        name = _table_id(config, table)
         upsert = (
             f"INSERT INTO {_quote_id(name)} "
             "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
@@ -129,7 +138,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(k, entity_key_serialization_version=version) for k, *_ in data]
         rows = sorted(_rows(data, keys))
-        conn = self._get_conn(config)
+        conn = self.connection(config)
         with conn:  # one transaction per view and batch, as Feast's own write
             if not conn.in_transaction:  # (also when `rows` is empty: the index below is in it)
                 conn.execute("BEGIN")
@@ -162,21 +171,18 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         super().update(
             config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial
         )
-        conn = self._get_conn(config)
-        versioning = config.registry.enable_online_feature_view_versioning
+        conn = self.connection(config)
         join_key = config.online_store.index_join_key
         for table in tables_to_delete:
             if join_key:
-                name = _index_id(_table_id(config.project, table, versioning), join_key)
+                name = _index_id(_table_id(config, table), join_key)
                 conn.execute(f"DROP TABLE IF EXISTS {_quote_id(name)}")
         for table in tables_to_keep:
             if self._index_join_key(config, table):
                 with conn:
                     if not conn.in_transaction:
                         conn.execute("BEGIN")
-                    self._ensure_index(
-                        conn, config, _table_id(config.project, table, versioning), join_key
-                    )
+                    self._ensure_index(conn, config, _table_id(config, table), join_key)
 
     @staticmethod
     def _index_join_key(config: RepoConfig, table: FeatureView) -> str | None:
@@ -209,15 +215,29 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         conn.executemany(f"INSERT INTO {_quote_id(index)} VALUES (?, ?)", sorted(entries))
         return True
 
-    def _get_conn(self, config: RepoConfig):  # noqa: ANN202 - sqlite3.Connection
-        """Feast's connection, reading through a memory map: an index probe then touches
-        pages in memory instead of one `pread` per B-tree page (the serving path probes a
-        few hundred keys per request)."""
-        fresh = self._conn is None
-        conn = super()._get_conn(config)
-        if fresh:
+    def connection(self, config: RepoConfig) -> sqlite3.Connection:
+        """This store's own connection to Feast's file (the same file and tables Feast's
+        methods use through theirs), reading through a memory map: an index probe then
+        touches pages in memory instead of one `pread` per B-tree page (the serving path
+        probes a few hundred keys per request)."""
+        path = sqlite_db_path(config)
+        own = getattr(self, "_own", None)
+        if own is None or own[0] != path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False)
             conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        return conn
+            self._own = own = (path, conn)
+        return own[1]
+
+    def teardown(
+        self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]
+    ) -> None:
+        """Feast's teardown (which deletes the file), after closing this store's connection."""
+        own = getattr(self, "_own", None)
+        if own is not None:
+            own[1].close()
+            self._own = None
+        super().teardown(config, tables, entities)
 
     def online_read(
         self,
@@ -244,9 +264,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         """`online_read` for keys already serialized (`string_entity_keys`). `index_value`:
         the (string) value of `index_join_key` that every key has, e.g. the user of a
         request: if the view has a key index, only that value's stored keys are probed."""
-        name = _table_id(
-            config.project, table, config.registry.enable_online_feature_view_versioning
-        )
+        name = _table_id(config, table)
         probe = keys
         if index_value is not None and self._index_join_key(config, table):
             stored = self._indexed_keys(config, name, index_value)
@@ -255,7 +273,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         # CAST drops the column's declared type, so sqlite3 returns the stored epoch seconds
         # instead of calling Feast's `timestamp` converter for every (entity, feature) row.
         rows = (
-            self._get_conn(config)
+            self.connection(config)
             .execute(
                 "SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) "
                 f"FROM {_quote_id(name)} WHERE entity_key IN ({','.join('?' * len(probe))})",
@@ -284,7 +302,7 @@ class BatchedSqliteOnlineStore(SqliteOnlineStore):
         index = _index_id(name, config.online_store.index_join_key)
         try:
             rows = (
-                self._get_conn(config)
+                self.connection(config)
                 .execute(
                     f"SELECT entity_key FROM {_quote_id(index)} WHERE value = ?",
                     (_index_value(ValueProto(string_val=value)),),

@@ -171,6 +171,16 @@ def u2i_stats(fp: FeaturesParams, attribute: str) -> ViewSpec:
     )
 
 
+# Recency, derived at request time by the on-demand feature view `user_recency` (repo.py) from
+# the request's time and user_stats' last-event times: feature -> the timestamp it reads.
+RECENCY = {
+    "user_days_since_last_event": "user_last_event_ts",
+    "user_days_since_last_interaction": "user_last_interaction_ts",
+    "user_days_since_last_purchase": "user_last_purchase_ts",
+}
+REQUEST_TS = "request_ts"  # the request-time field of `user_recency` (its RequestSource)
+
+
 def view_specs(fp: FeaturesParams) -> dict[str, ViewSpec]:
     """All feature views by name, in build order."""
     views = [item_stats(fp), user_stats(fp), *(u2i_stats(fp, a) for a in U2I_ATTRIBUTES)]

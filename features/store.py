@@ -8,7 +8,11 @@
 - `item_weights(params, as_of)`    item exposure weights for the SID builder (UniRec §3.2)
 
 A candidate item's u2i cross features (DIG §3.1) are looked up through the item's own
-cat_l2, cat_l3, brand and seller (from the warehouse `items` table).
+cat_l2, cat_l3, brand and seller (from the warehouse `items` table). Recency is the on-demand
+feature view `user_recency` (repo.py), computed by Feast offline and by its own transform
+online. Only public Feast calls: `FeatureStore`, `get_provider(config)` and the provider's
+`online_read` / online store (the SQLite store's batched reads are sidflow's own,
+features/online_sqlite.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from feast import FeatureStore, FeatureView, RepoConfig
+from feast import FeatureStore, FeatureView, OnDemandFeatureView, RepoConfig
+from feast.infra.provider import get_provider
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -31,8 +36,9 @@ from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 from google.protobuf.message import DecodeError
 
 from features.definitions import build_repo
+from features.feast_internals import sqlite_db_path
 from features.online_sqlite import BatchedSqliteOnlineStore, string_entity_keys
-from features.schema import TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
+from features.schema import REQUEST_TS, TIMESTAMP, U2I_ATTRIBUTES, end_of_day, view_specs
 from ingestion.warehouse import Warehouse
 from sidflow.atomic import set_aside
 from sidflow.config import Params
@@ -42,37 +48,52 @@ from sidflow.workdir import Workdir
 warnings.filterwarnings("ignore", message="fetch_arrow_table", category=DeprecationWarning)
 
 REPO_DIR = Path(__file__).resolve().parent / "feature_repo"
-PROFILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
-MISSING_KEY = "<none>"  # join key of an item without brand/seller: matches no feature row
-RECENCY = {
-    "user_days_since_last_event": "user_last_event_ts",
-    "user_days_since_last_interaction": "user_last_interaction_ts",
-    "user_days_since_last_purchase": "user_last_purchase_ts",
+# feature_store.yaml of each (online store, registry): the shell's `feast -f ...` uses the same
+PROFILES = {
+    ("sqlite", "file"): "feature_store.yaml",
+    ("redis", "file"): "feature_store.redis.yaml",
+    ("redis", "sql"): "feature_store.deployment.yaml",
 }
+MISSING_KEY = "<none>"  # join key of an item without brand/seller: matches no feature row
 
 
 def repo_config(params: Params) -> RepoConfig:
-    """The profile's feature_store.yaml with this working folder (and Redis address) filled in."""
+    """The profile's feature_store.yaml with this working folder, Redis address and registry
+    URL filled in. A (sqlite, sql) pair, which no yaml ships, is the SQLite store's yaml with the
+    deployment yaml's SQL registry."""
     fp = params.features
     wd = Workdir(params.workdir)
     wd.feast_dir  # noqa: B018 - creates the folder
-    text = (REPO_DIR / PROFILES[fp.online_store]).read_text()
-    text = text.replace("${SIDFLOW_WORKDIR}", str(wd.root.resolve()))
-    text = text.replace("${SIDFLOW_REDIS_ADDRESS}", fp.redis_address)
-    config = RepoConfig(**yaml.safe_load(text))
+    names = {
+        "SIDFLOW_WORKDIR": str(wd.root.resolve()),
+        "SIDFLOW_REDIS_ADDRESS": fp.redis_address,
+        "SIDFLOW_FEAST_REGISTRY_URL": fp.registry_url,
+    }
+
+    def read(name: str) -> dict:
+        text = (REPO_DIR / name).read_text()
+        for var, value in names.items():
+            text = text.replace("${" + var + "}", value)
+        return yaml.safe_load(text)
+
+    raw = read(PROFILES.get((fp.online_store, fp.registry), PROFILES[(fp.online_store, "file")]))
+    if fp.registry == "sql":
+        raw["registry"] = read(PROFILES[("redis", "sql")])["registry"]
+    config = RepoConfig(**raw)
     config.repo_path = REPO_DIR
     return config
 
 
 def sqlite_online_path(params: Params) -> Path:
     """The SQLite online store file of the profile, as Feast resolves its configured `path`."""
-    return Path(BatchedSqliteOnlineStore._get_db_path(repo_config(params)))
+    return sqlite_db_path(repo_config(params))
 
 
 def feature_store(params: Params) -> FeatureStore:
     """Feast's FeatureStore for the working folder and online store profile in `params`."""
     config = repo_config(params)
-    set_aside_cut_registry(Path(config.registry.path))
+    if config.registry.registry_type == "file":
+        set_aside_cut_registry(Path(config.registry.path))
     return FeatureStore(config=config)
 
 
@@ -105,6 +126,7 @@ def apply(params: Params, store: FeatureStore | None = None) -> dict:
         "online_store": store.config.online_store.type,
         "entities": sorted(repo.entities),
         "feature_views": {n: len(v.features) for n, v in repo.views.items()},
+        "on_demand_feature_views": {n: len(v.features) for n, v in repo.on_demand.items()},
         "feature_services": {
             n: sorted(p.name for p in s.feature_view_projections) for n, s in repo.services.items()
         },
@@ -157,15 +179,6 @@ def _with_keys(rows: pd.DataFrame, attrs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def add_recency(frame: pd.DataFrame, request_ts: pd.Series | dt.datetime) -> pd.DataFrame:
-    """Derive `user_days_since_*` from the stored last-event times and the request time."""
-    for name, col in RECENCY.items():
-        if col in frame:
-            last = pd.to_datetime(frame[col], utc=True)
-            frame[name] = (pd.to_datetime(request_ts, utc=True) - last) / pd.Timedelta(days=1)
-    return frame
-
-
 def training_frame(
     params: Params,
     rows: pd.DataFrame,
@@ -177,7 +190,8 @@ def training_frame(
 
     Each row gets the latest feature rows stamped at or before its event_timestamp (and within
     the view's TTL): a request during day d+1 sees the rows of day d, never day d+1's events.
-    Extra columns (labels) are kept; the row order is preserved. Missing values are NaN.
+    On-demand views (recency) see the row's event_timestamp as the request time. Extra columns
+    (labels) are kept; the row order is preserved. Missing values are NaN.
     """
     missing = {"user_id", "item_id", TIMESTAMP} - set(rows.columns)
     if missing:
@@ -186,25 +200,29 @@ def training_frame(
     attrs = item_attributes(params) if attrs is None else attrs
     entity_df = _with_keys(rows.reset_index(drop=True), attrs)
     entity_df[TIMESTAMP] = pd.to_datetime(entity_df[TIMESTAMP], utc=True)
+    entity_df[REQUEST_TS] = entity_df[TIMESTAMP]  # the request time of on-demand views
     entity_df["_row"] = np.arange(len(entity_df))
     job = store.get_historical_features(
         entity_df=entity_df, features=store.get_feature_service(service)
     )
-    out = job.to_df().sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    out = job.to_df().sort_values("_row").drop(columns=["_row", REQUEST_TS])
+    out = out.reset_index(drop=True)
     for a in U2I_ATTRIBUTES:
         out[a] = out[a].replace(MISSING_KEY, None)
-    return add_recency(out, out[TIMESTAMP])
+    return out
 
 
 class OnlineFeatures:
     """Online features of one user x candidate items: the serving path (goal p99 <= 10 ms).
 
-    Reads the Feast online store (SQLite or Redis) through Feast's provider: per request, the
-    user's `user_stats` row and the user's u2i rows for the distinct cat_l2 / cat_l3 / brand /
-    seller of the candidates. Item features are the same for every user, so they are read for
-    the whole catalogue at start and again every `item_refresh_s` seconds (or on `refresh()`).
-    The columns and values are those of `training_frame` for a request after the last
-    materialized day.
+    Reads the Feast online store (SQLite or Redis) through the provider of the store's config
+    (`feast.infra.provider.get_provider`): per request, the user's `user_stats` row and the
+    user's u2i rows for the distinct cat_l2 / cat_l3 / brand / seller of the candidates, then
+    the service's on-demand views (recency) through their own transform. Item features are the
+    same for every user, so they are read for the whole catalogue at start and again every
+    `item_refresh_s` seconds (or on `refresh()`). The columns and values are those of
+    `training_frame` for a request after the last materialized day. (Feast's
+    `get_online_features` gives the same frame, ~40x slower: benchmarks/features.py.)
     """
 
     def __init__(
@@ -215,11 +233,19 @@ class OnlineFeatures:
         item_refresh_s: float = 300.0,
     ):
         self.store = feature_store(params)
-        self._provider = self.store._get_provider()  # Feast's online read path, per view
+        self._provider = get_provider(self.store.config)  # Feast's online read path, per view
         projections = self.store.get_feature_service(service).feature_view_projections
+        on_demand = {v.name: v for v in self.store.list_on_demand_feature_views()}
         self._views = [
-            (self.store.get_feature_view(p.name), [f.name for f in p.features]) for p in projections
+            (self.store.get_feature_view(p.name), [f.name for f in p.features])
+            for p in projections
+            if p.name not in on_demand
         ]
+        self._on_demand = [on_demand[p.name] for p in projections if p.name in on_demand]
+        for odfv in self._on_demand:  # request-level: the user's row and the request time
+            sources = set(odfv.source_feature_view_projections)
+            if not sources <= {"user_stats"}:
+                raise ValueError(f"on-demand view {odfv.name} reads {sources}, not user_stats")
         self._kinds = {
             f.name: f.kind for s in view_specs(params.features).values() for f in s.features
         }
@@ -298,7 +324,7 @@ class OnlineFeatures:
         n = len(item_ids)
         now = (request_ts or dt.datetime.now(dt.UTC)).timestamp()
         keys = {a: [self._attrs[a].get(i, MISSING_KEY) for i in item_ids] for a in U2I_ATTRIBUTES}
-        blocks, names_out = [], []
+        blocks, names_out, user_row = [], [], {}
         for view, names in self._views:
             if view.name == "item_stats":
                 unknown = len(self._item_index)
@@ -306,7 +332,9 @@ class OnlineFeatures:
                 block = self._expire(view, self._item_table[at], self._item_stamps[at], now)
             elif view.name == "user_stats":
                 row, stamp = self._read(view, ["user_id"], [[user_id]], names)
-                block = np.repeat(self._expire(view, row, stamp, now), n, axis=0)
+                row = self._expire(view, row, stamp, now)
+                user_row = dict(zip(names, row[0], strict=True))
+                block = np.repeat(row, n, axis=0)
             else:  # u2i: read each distinct attribute value once, then spread over candidates
                 attr = view.name.removeprefix("user_")
                 values = sorted(set(keys[attr]) - {MISSING_KEY})
@@ -328,15 +356,28 @@ class OnlineFeatures:
             pd.DataFrame(head),
             pd.DataFrame(matrix[:, numeric], columns=[names_out[j] for j in numeric]),
         ]
-        stamps = {}
-        for j, name in enumerate(names_out):
-            if self._kinds[name] == "timestamp":
-                stamps[name] = _epoch_seconds_to_utc(matrix[:, j])
-                derived = next((k for k, v in RECENCY.items() if v == name), None)
-                if derived:
-                    stamps[derived] = (now - matrix[:, j]) / 86400.0
+        stamps = {
+            name: _epoch_seconds_to_utc(matrix[:, j])
+            for j, name in enumerate(names_out)
+            if self._kinds[name] == "timestamp"
+        }
         parts.append(pd.DataFrame(stamps))
+        for odfv in self._on_demand:  # one row (the user's), spread over the candidates
+            values = self._on_demand_row(odfv, user_row, now)
+            parts.append(pd.DataFrame({k: np.full(n, v, dtype=float) for k, v in values.items()}))
         return pd.concat(parts, axis=1)
+
+    @staticmethod
+    def _on_demand_row(odfv: OnDemandFeatureView, user_row: dict, now: float) -> dict:
+        """An on-demand view's features for the request: its transform (Feast's public
+        `transform_dict`) over the user's row and the request time."""
+        inputs = {REQUEST_TS: [dt.datetime.fromtimestamp(now, dt.UTC)]}
+        for projection in odfv.source_feature_view_projections.values():
+            for f in projection.features:
+                x = user_row.get(f.name, np.nan)
+                inputs[f.name] = [None if np.isnan(x) else dt.datetime.fromtimestamp(x, dt.UTC)]
+        out = odfv.transform_dict(inputs)
+        return {f.name: np.nan if out[f.name][0] is None else out[f.name][0] for f in odfv.features}
 
 
 def _epoch_seconds_to_utc(seconds: np.ndarray) -> pd.Series:

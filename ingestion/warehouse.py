@@ -113,6 +113,19 @@ class Warehouse:
                 raise
         return len(frame)
 
+    def load_folder(self, folder: Path) -> int:
+        """Fill the warehouse from a canonical parquet folder (`events.parquet`,
+        `items.parquet`, `users.parquet`, as `sidflow load-amazon` writes): every event day
+        replaced, items and users upserted. Returns the events written."""
+        folder = Path(folder)
+        events = pd.read_parquet(folder / "events.parquet").dropna(subset=["ts"])
+        items = pd.read_parquet(folder / "items.parquet").drop_duplicates("item_id")
+        items["first_seen"] = pd.to_datetime(items["first_seen"]).dt.date
+        self.upsert("items", items)
+        self.upsert("users", pd.read_parquet(folder / "users.parquet").drop_duplicates("user_id"))
+        days = sorted(pd.to_datetime(events["ts"], utc=True).dt.date.unique())
+        return self.write_events(events.drop_duplicates("event_id"), days)
+
     def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
         """Run a read query and return a DataFrame."""
         with self.connect(read_only=True) as con:

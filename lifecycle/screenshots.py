@@ -71,7 +71,7 @@ def screenshot(
 def start_webserver(params: Params, port: int, log: IO[str]) -> subprocess.Popen:
     """`dagster-webserver` on the project's definitions and DAGSTER_HOME (own process group)."""
     wd = Workdir(Path(params.workdir).resolve())
-    home = ensure_dagster_home(wd.dagster_home)
+    home = ensure_dagster_home(params)
     # The resolved settings (overrides included, e.g. `--set world.size=tiny`) go to a file the
     # webserver's code server loads, so the UI shows the same definitions the runs used.
     settings = wd.reports / "screenshots" / "params.resolved.yaml"

@@ -1,8 +1,9 @@
 """Helpers every training loop shares: the device, the learning-rate schedule, the process
-group under torchrun."""
+group under torchrun (NCCL on CUDA, gloo on CPU), DDP wrapping and bf16 autocast on CUDA."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,49 @@ def distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def backend() -> str:
+    """The process group backend: NCCL between GPUs, gloo on CPU."""
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join torchrun's process group (from its environment) when started by torchrun with
+    more than one process; (rank, world size)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend())
+    return distributed()
+
+
+def close_distributed() -> None:
+    """Wait for every rank, then leave the process group (no-op outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def data_parallel(module: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """`module` under DistributedDataParallel when several processes train, else itself.
+
+    Call the result (its forward) for the loss, so DDP averages the gradients over ranks;
+    parameters a step does not use (e.g. ablations) are allowed."""
+    if distributed()[1] == 1:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(
+        module,
+        device_ids=[dev.index] if dev.type == "cuda" else None,
+        find_unused_parameters=True,
+    )
+
+
+def autocast(dev: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing on CPU."""
+    if dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass

@@ -1,14 +1,18 @@
 """When the daily job runs: the `daily_retrain` schedule and the `new_data_sensor`.
 
-- `daily_retrain`: every day at `lifecycle.schedule_hour` UTC, the daily job for yesterday's
-  partition; when yesterday's data has not arrived (the source holds no event of that day
-  and nothing was landed for it) the tick is skipped with the reason, never failed.
-- `new_data_sensor`: starts the daily job for a day as soon as new data for it appears: a
+- `daily_retrain`: every day at `lifecycle.schedule_hour` UTC (or on `lifecycle.schedule_cron`),
+  the daily job for yesterday's partition; when yesterday's data has not arrived (the source
+  holds no event of that day and nothing was landed for it), or a run of the daily job for
+  that day is already queued, running or done (the sensor saw the data first), the tick is
+  skipped with the reason, never failed.
+- `new_data_sensor` (every `lifecycle.sensor_interval_s` at most): starts the daily job for a
+  day as soon as new data for it appears: a
   new event day in the source's folder (e.g. `events/day=YYYY-MM-DD/*.parquet` dropped in),
   more rows for a day it already ran, or a raw batch landed beside the source's (the closed
   loop's exposure log, a partner drop). Before any daily run, it starts the history backfill
   when the history batch has not been loaded.
-Both are RUNNING in the `deployment` profile and STOPPED locally (turn them on in the UI).
+Both are RUNNING in the `deployment` profile (dagster-daemon runs them) and STOPPED locally
+(turn them on in the UI).
 Backfills: select partitions of `daily_pipeline` in the UI, or `sidflow run`.
 """
 
@@ -84,18 +88,46 @@ def has_data(params: Params, source: Source, day: dt.date) -> bool:
     )
 
 
+# a run in these states covers its partition: the schedule does not request it again
+COVERING = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.SUCCESS,
+]
+
+
+def covering_run(instance: dg.DagsterInstance, job_name: str, day: dt.date) -> str | None:
+    """Why a run of `job_name` for `day` already covers it (queued, running or done), or None."""
+    runs = instance.get_runs(
+        dg.RunsFilter(
+            job_name=job_name,
+            tags={"dagster/partition": day.isoformat()},
+            statuses=COVERING,
+        ),
+        limit=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    trigger = run.tags.get("sidflow/trigger", "by hand")
+    return f"run {run.run_id[:8]} ({trigger}, {run.status.value.lower()}) covers {day}"
+
+
 def daily_retrain(job: dg.JobDefinition, params: Params) -> dg.ScheduleDefinition:
-    """Yesterday's partition of the daily job at the configured hour (UTC), if its data came."""
+    """Yesterday's partition of the daily job on the configured cron (UTC), if its data came
+    and no run covers it yet."""
     status, _ = _status(params)
 
     @dg.schedule(
         job=job,
         name="daily_retrain",
-        cron_schedule=f"0 {params.lifecycle.schedule_hour} * * *",
+        cron_schedule=params.lifecycle.cron,
         execution_timezone="UTC",
         default_status=status,
         description="Runs yesterday's partition every day; skips (with the reason) a day whose "
-        "data has not arrived.",
+        "data has not arrived or that a run already covers.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         day = (context.scheduled_execution_time - dt.timedelta(days=1)).date()
@@ -110,6 +142,9 @@ def daily_retrain(job: dg.JobDefinition, params: Params) -> dg.ScheduleDefinitio
                 f"no data for {day} yet: source {source.name} holds {held} and nothing was "
                 f"landed in raw/events/day={day}"
             )
+        covered = covering_run(context.instance, job.name, day)
+        if covered:
+            return dg.SkipReason(covered)
         return dg.RunRequest(
             run_key=f"daily:{day}",
             partition_key=day.isoformat(),
@@ -131,7 +166,7 @@ def new_data_sensor(
     @dg.sensor(
         jobs=[job, history_job],
         name="new_data_sensor",
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=params.lifecycle.sensor_interval_s,
         default_status=status,
         description="Runs the daily job for a day when new data for it lands in the source's "
         "folder or the raw landing folder; loads the history batch first.",

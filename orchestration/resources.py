@@ -50,7 +50,7 @@ class SidflowResource(dg.ConfigurableResource):
     @property
     def paths(self) -> Workdir:
         """Named locations in the working folder."""
-        return Workdir(self.params.workdir)
+        return Workdir.of(self.params)
 
     @property
     def source(self) -> Source:
@@ -66,6 +66,11 @@ class SidflowResource(dg.ConfigurableResource):
     def contracts(self) -> ContractStore:
         """Where contract outcomes are staged and published (quarantine, validated files)."""
         return ContractStore(self.paths.root, self.paths.gx_root)
+
+
+# The concurrency pool of the assets that write the DuckDB warehouse: DuckDB allows one writing
+# process, and the deployment instance gives every pool one slot (orchestration/dagster_home.py).
+DUCKDB_WRITERS = "duckdb_warehouse"
 
 
 class WarehouseResource(dg.ConfigurableResource):

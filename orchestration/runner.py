@@ -62,8 +62,7 @@ def run_history(
     of `history_events` holds the same content signature. None when there is no history."""
     if cal.history is None:
         return None
-    wd = Workdir(params.workdir)
-    ensure_dagster_home(wd.dagster_home)
+    ensure_dagster_home(params)
     signature = history_signature(source, cal)
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("history_events"))
@@ -93,8 +92,7 @@ def run_days(
     `train_days` (default: every day) get the whole graph; the other days only the data job
     (ingest, contracts, warehouse, features): catching up history without retraining daily.
     """
-    wd = Workdir(params.workdir)
-    ensure_dagster_home(wd.dagster_home)
+    ensure_dagster_home(params)
     defs = build_definitions(params, overrides)
     full, data = defs.resolve_job_def(DAILY_JOB), defs.resolve_job_def(DATA_JOB)
     train = set(days if train_days is None else train_days)

@@ -8,7 +8,9 @@ Contents (a folder inside the BentoML model store, `<workdir>/bentoml/models/`):
 - `histories.parquet`: every user's last engagements up to the bundle's day (the history a
   request without one is served with);
 - `popularity.parquet`: engagements per item and scene over the last days (the fallback);
-- `manifest.json`: day, SID version and DVC hash, training window, gated metrics.
+- `manifest.json`: day, SID version and its DVC version (hash, path in the working folder's
+  DVC store, remote: `sidflow sid checkout` restores the exact table), training window, gated
+  metrics, the MLflow runs of the models it holds.
 Labels on the BentoML model repeat the manifest's key facts, so `bentoml models list` shows them.
 """
 
@@ -19,7 +21,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +78,9 @@ class BundleManifest:
     window: str  # the engagements the retriever learnt from
     parts: list[str]  # "retriever", and "ranker" when one was trained
     metrics: dict  # the gated numbers: {"retriever": ..., "ranker": ...}
+    sid_dvc_path: str = ""  # the version's folder in the DVC store (models/tokenizer/versions.py)
+    sid_dvc_remote: str = ""  # the DVC remote it was pushed to
+    mlflow_runs: dict = field(default_factory=dict)  # part -> MLflow run link (models/tracking.py)
 
     def to_json(self) -> dict:
         """The manifest.json content."""

@@ -1,6 +1,7 @@
 """The exposure log: every response the service gives, as canonical `events` rows.
 
-One parquet file per written batch under `<workdir>/serving/logs/day=<d>/`, written to a temp
+One parquet file per written batch under `<exposure log>/day=<d>/` (`Workdir.exposure_logs`:
+`serving.exposure_log_dir`, else `<workdir>/serving/logs`), written to a temp
 file, fsynced and renamed before the response is acknowledged, so a crash never loses an
 acknowledged line nor leaves half a file. Besides the canonical columns a row carries the
 bucket and the model tag that produced it (the contract keeps only canonical columns).
@@ -24,9 +25,9 @@ from serving.recommender import Served
 EXTRA = ["bucket", "model"]  # besides the canonical columns
 
 
-def log_dir(workdir: Path, day: dt.date) -> Path:
-    """The folder of one day's exposure log."""
-    return Path(workdir) / "serving" / "logs" / f"day={day.isoformat()}"
+def log_dir(logs: Path, day: dt.date) -> Path:
+    """The folder of one day's exposure log (`logs`: the log's folder, `Workdir.exposure_logs`)."""
+    return Path(logs) / f"day={day.isoformat()}"
 
 
 SCHEMA = pa.schema(
@@ -73,13 +74,13 @@ def exposure_rows(
     return tables
 
 
-def append(workdir: Path, tables: dict[dt.date, pa.Table]) -> Path | None:
+def append(logs: Path, tables: dict[dt.date, pa.Table]) -> Path | None:
     """Durably write one batch of exposure rows (a file per day); returns the last file."""
     path = None
     for day, table in tables.items():
         if not table.num_rows:
             continue
-        folder = log_dir(workdir, day)
+        folder = log_dir(logs, day)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{dt.datetime.now(dt.UTC):%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{path.name}.tmp"
@@ -96,15 +97,15 @@ def append(workdir: Path, tables: dict[dt.date, pa.Table]) -> Path | None:
     return path
 
 
-def read_day(workdir: Path, day: dt.date) -> pd.DataFrame:
+def read_day(logs: Path, day: dt.date) -> pd.DataFrame:
     """Every logged exposure of `day` (empty frame when none)."""
-    files = sorted(log_dir(workdir, day).glob("*.parquet"))
+    files = sorted(log_dir(logs, day).glob("*.parquet"))
     if not files:
         return SCHEMA.empty_table().to_pandas()
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-def land_day(workdir: Path, raw_dir: Path, day: dt.date, name: str = "served.parquet") -> Path:
+def land_day(logs: Path, raw_dir: Path, day: dt.date, name: str = "served.parquet") -> Path:
     """Write the day's log as one raw events batch (canonical columns) for ingestion."""
-    log = read_day(workdir, day)
+    log = read_day(logs, day)
     return write_parquet_atomic(log.drop(columns=EXTRA), raw_dir / name)

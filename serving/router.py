@@ -33,7 +33,7 @@ class ServingApp:
     def __init__(self, params: Params, log: bool = True):
         self.params = params
         self.sp = params.serving
-        self.wd = Workdir(params.workdir)
+        self.wd = Workdir.of(params)
         self.registry = Registry(self.wd.registry)
         self.log = log
         self._lock = threading.Lock()
@@ -127,5 +127,5 @@ class ServingApp:
             for i, r in enumerate(requests)
         ]
         if self.log:
-            append(self.wd.root, exposure_rows(served, times, self._prices))
+            append(self.wd.exposure_logs, exposure_rows(served, times, self._prices))
         return served

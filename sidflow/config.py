@@ -283,8 +283,14 @@ class FeaturesParams(Strict):
         "user_stats": 35,
         "u2i": 35,
     }
-    online_store: Literal["sqlite", "redis"] = "sqlite"  # feature_store[.redis].yaml profile
+    # the online store: sqlite (embedded) | redis; auto: sqlite locally, redis in the deployment
+    # profile (`Params` resolves auto, so readers see sqlite or redis)
+    online_store: Literal["auto", "sqlite", "redis"] = "auto"
     redis_address: str = "127.0.0.1:6379"  # host:port of redis-server for the redis profile
+    # Feast's registry: file (registry.db in the working folder) | sql (`registry_url`, shared
+    # by every process and machine); auto: file locally, sql in the deployment profile
+    registry: Literal["auto", "file", "sql"] = "auto"
+    registry_url: str = "postgresql+psycopg2://sidflow@127.0.0.1:5432/sidflow_feast"
 
     @model_validator(mode="after")
     def _windows_and_ttls(self) -> FeaturesParams:
@@ -459,6 +465,10 @@ class ServingParams(Strict):
         BucketParams(name="treatment", share=0.2, model="candidate"),
     ]
     qa_token_env: str = "SIDFLOW_QA_TOKEN"  # the QA bucket override needs this env var's value
+    # Where the registry file and the exposure log live (sidflow/workdir.py); null: in the
+    # working folder. A shared folder lets several serving replicas and the pipeline meet.
+    registry_path: Path | None = None
+    exposure_log_dir: Path | None = None
     ab_min_requests: int = Field(200, ge=1)  # per bucket, before the A/B result decides
     ab_max_ctr_drop: float = Field(0.02, ge=0)  # candidate promoted if CTR >= control's * (1 - x)
 
@@ -473,11 +483,84 @@ class ServingParams(Strict):
 
 
 class LifecycleParams(Strict):
-    """When the daily job runs (orchestration/automation.py)."""
+    """Which engines run (`profile`, docs/deployment.md) and when the daily job runs
+    (orchestration/automation.py)."""
 
-    profile: Literal["local", "deployment"] = "local"  # deployment: schedule + sensor on
+    # local: embedded engines, one process; deployment: PostgreSQL-backed Dagster with its
+    # daemon (schedule and sensor on), Redis + SQL registry for Feast, an MLflow server
+    profile: Literal["local", "deployment"] = "local"
     schedule_hour: int = Field(2, ge=0, le=23)  # UTC hour of `daily_retrain`
+    schedule_cron: str | None = None  # a cron of its own instead (UTC), e.g. "30 1 * * 1-5"
+    sensor_interval_s: int = Field(60, ge=1)  # `new_data_sensor` runs at most this often
+    # the job `new_data_sensor` starts for a day with new data: daily_pipeline (the whole graph)
+    # | daily_data (ingest, contracts, warehouse, feature tables; training then waits for the
+    # schedule, e.g. when data lands several times a day)
+    sensor_job: Literal["daily_pipeline", "daily_data"] = "daily_pipeline"
     train_ranker: bool = True  # the DIG ranker, its gate and the RFT + DPO aligned retriever
+
+    @property
+    def cron(self) -> str:
+        """The `daily_retrain` schedule's cron (UTC)."""
+        return self.schedule_cron or f"0 {self.schedule_hour} * * *"
+
+
+class DagsterParams(Strict):
+    """The Dagster instance and executor (orchestration/instance.py, docs/deployment.md)."""
+
+    # run, event log and schedule storage: sqlite (in the working folder's DAGSTER_HOME) |
+    # postgres (`postgres_url`); auto: sqlite locally, postgres in the deployment profile
+    storage: Literal["auto", "sqlite", "postgres"] = "auto"
+    postgres_url: str = "postgresql+psycopg2://sidflow@127.0.0.1:5432/sidflow_dagster"
+    # in_process (one process, the embedded default) | multiprocess (each step its own process);
+    # auto: in_process locally, multiprocess in the deployment profile
+    executor: Literal["auto", "in_process", "multiprocess"] = "auto"
+    max_concurrent: int = Field(2, ge=1)  # multiprocess: steps of one run at a time
+    max_concurrent_runs: int = Field(1, ge=1)  # runs at a time (the run queue)
+
+
+class TrackingParams(Strict):
+    """MLflow experiment tracking of every training and alignment run (models/tracking.py)."""
+
+    enabled: bool = True
+    # any MLflow tracking URI; auto: SQLite under the working folder locally, `server_url` in
+    # the deployment profile
+    uri: str = "auto"
+    server_url: str = "http://127.0.0.1:5000"  # the team's MLflow tracking server
+    experiment: str = "sidflow"
+
+
+class DvcParams(Strict):
+    """DVC versioning of the SID tables (models/tokenizer/versions.py)."""
+
+    # where every SID version is pushed: a folder (relative to this file; outside the working
+    # folder, so `make clean` keeps it) or a DVC remote URL (s3://, gs://, ssh://, with the
+    # DVC plugin installed)
+    remote_url: str = ".dvc-remote"
+    push: bool = True  # sid_table adds each version to the DVC cache and pushes it
+
+
+class TrainParams(Strict):
+    """How every training stage runs (retriever, ranker, alignment; models/launch.py)."""
+
+    # > 1: torchrun with this many processes, one per GPU on CUDA (NCCL, bf16 autocast),
+    # gloo on CPU; 1: the asset's own process
+    nproc_per_node: int = Field(1, ge=1)
+
+
+# (block, key, local engine, deployment engine): what `auto` means in each profile
+PROFILE_ENGINES = [
+    ("features", "online_store", "sqlite", "redis"),
+    ("features", "registry", "file", "sql"),
+    ("dagster", "storage", "sqlite", "postgres"),
+    ("dagster", "executor", "in_process", "multiprocess"),
+]
+
+
+def by_profile(setting: str, profile: str, local: str, deployment: str) -> str:
+    """An engine setting with `auto` resolved for the profile."""
+    if setting != "auto":
+        return setting
+    return deployment if profile == "deployment" else local
 
 
 class Params(Strict):
@@ -503,6 +586,26 @@ class Params(Strict):
     simulation: SimulationParams = SimulationParams()
     serving: ServingParams = ServingParams()
     lifecycle: LifecycleParams = LifecycleParams()
+    dagster: DagsterParams = DagsterParams()
+    tracking: TrackingParams = TrackingParams()
+    dvc: DvcParams = DvcParams()
+    train: TrainParams = TrainParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engines_for_the_profile(cls, raw: object) -> object:
+        # `auto` engine settings become the profile's engine: readers see concrete values
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        life = raw.get("lifecycle") or {}
+        profile = life.profile if isinstance(life, BaseModel) else life.get("profile", "local")
+        for block, key, local, deployment in PROFILE_ENGINES:
+            section = raw.get(block) or {}
+            section = section.model_dump() if isinstance(section, BaseModel) else dict(section)
+            section[key] = by_profile(section.get(key, "auto"), profile, local, deployment)
+            raw[block] = section
+        return raw
 
     def resolve(self, root: Path) -> Params:
         """Return a copy whose relative paths are anchored at `root` (the params file's folder)."""
@@ -510,7 +613,20 @@ class Params(Strict):
         workdir = Path(env_workdir) if env_workdir else self.workdir
         folder = self.data.path or (DEFAULT_AMAZON if self.data.source == "amazon" else None)
         data = self.data.model_copy(update={"path": _anchor(folder, root) if folder else None})
-        return self.model_copy(update={"workdir": _anchor(workdir, root), "data": data})
+        sp = self.serving
+        serving = sp.model_copy(
+            update={
+                k: _anchor(getattr(sp, k), root) if getattr(sp, k) else None
+                for k in ("registry_path", "exposure_log_dir")
+            }
+        )
+        url = self.dvc.remote_url
+        dvc = self.dvc.model_copy(
+            update={"remote_url": url if "://" in url else str(_anchor(Path(url), root))}
+        )
+        return self.model_copy(
+            update={"workdir": _anchor(workdir, root), "data": data, "serving": serving, "dvc": dvc}
+        )
 
 
 def _anchor(path: Path, root: Path) -> Path:

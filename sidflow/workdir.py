@@ -1,4 +1,9 @@
-"""The one ignored working folder: every generated file lives under it."""
+"""The one ignored working folder: every generated file lives under it.
+
+Two locations may live elsewhere, set by `serving.registry_path` and
+`serving.exposure_log_dir` (a shared folder several serving replicas and the pipeline use):
+`Workdir.of(params)` knows them; `Workdir(root)` puts them in the working folder.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,22 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidflow.config import Params
+
 
 @dataclass(frozen=True)
 class Workdir:
     """Named locations inside the working folder (created on demand)."""
 
     root: Path
+    registry_path: Path | None = None  # the registry file, if not in the working folder
+    exposure_log_dir: Path | None = None  # the exposure log's folder, if not in it
+
+    @classmethod
+    def of(cls, params: Params) -> Workdir:
+        """The working folder of `params`, with the serving locations its settings name."""
+        sp = params.serving
+        return cls(Path(params.workdir), sp.registry_path, sp.exposure_log_dir)
 
     def _dir(self, *parts: str) -> Path:
         p = self.root.joinpath(*parts)
@@ -103,7 +118,23 @@ class Workdir:
     @property
     def registry(self) -> Path:
         """The registry of promoted and candidate model versions (JSON)."""
+        if self.registry_path is not None:
+            self.registry_path.parent.mkdir(parents=True, exist_ok=True)
+            return self.registry_path
         return self._dir("registry") / "registry.json"
+
+    @property
+    def exposure_logs(self) -> Path:
+        """The exposure log: `day=<d>/` folders of parquet files (serving/exposure_log.py)."""
+        if self.exposure_log_dir is not None:
+            self.exposure_log_dir.mkdir(parents=True, exist_ok=True)
+            return self.exposure_log_dir
+        return self._dir("serving", "logs")
+
+    @property
+    def mlflow(self) -> Path:
+        """The local MLflow tracking store: `mlflow.db` and `artifacts/` (models/tracking.py)."""
+        return self._dir("mlflow")
 
 
 def previous_run(runs: Path, day: dt.date) -> Path | None:

@@ -30,7 +30,7 @@ def test_two_days_of_features_through_dagster(tiny_params, tiny_world):
     """Ingest and feature assets of the daily job (later stages left out: faster)."""
     days = tiny_world.days[:2]
     wd = Workdir(tiny_params.workdir)
-    ensure_dagster_home(wd.dagster_home)
+    ensure_dagster_home(tiny_params)
     job = build_definitions(tiny_params, {"world.size": "tiny"}).resolve_job_def(DAILY_JOB)
     selection = [dg.AssetKey(k) for k in [*INGEST_ASSETS, *FEATURE_ASSETS]]
     with dg.DagsterInstance.get() as instance:

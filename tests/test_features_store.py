@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from feast.infra.provider import get_provider
 from feature_fixtures import make_world
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from features import store
 from features.compute import compute_feature_tables, read_feature_table
 from features.consistency import compare_online_offline, sample_requests
-from features.schema import TIMESTAMP, end_of_day
+from features.schema import RECENCY, REQUEST_TS, TIMESTAMP, end_of_day
 from ingestion.warehouse import Warehouse
 from sidflow.config import Params, load_params
 from sidflow.workdir import Workdir
@@ -112,7 +113,7 @@ def test_serving_path_equals_feast_sdk(served, tiny_world):
     [(user, items)] = sample_requests(served, tiny_world.days[2], n_users=1)
     as_of = end_of_day(tiny_world.days[2])
     fast = online.get(user, items, request_ts=as_of)
-    rows = {"user_id": [user] * len(items), "item_id": items}
+    rows = {"user_id": [user] * len(items), "item_id": items, REQUEST_TS: [as_of] * len(items)}
     rows |= {a: [online._attrs[a][i] for i in items] for a in store.U2I_ATTRIBUTES}
     sdk = online.store.get_online_features(
         features=online.store.get_feature_service("ranker"), entity_rows=rows
@@ -126,6 +127,8 @@ def test_serving_path_equals_feast_sdk(served, tiny_world):
     ]:
         a, b = fast[col].astype(float), sdk[col].astype(float)
         assert np.allclose(a, b, equal_nan=True), col
+    # recency: the on-demand view, computed by Feast (SDK) and by its transform (fast path)
+    assert set(RECENCY) <= set(sdk.columns) and fast["user_days_since_last_event"].notna().all()
 
 
 def test_online_read_equals_feasts_sqlite_read(served, tiny_world):
@@ -136,7 +139,7 @@ def test_online_read_equals_feasts_sqlite_read(served, tiny_world):
     from features.online_sqlite import BatchedSqliteOnlineStore
 
     fs = store.feature_store(served)
-    assert isinstance(fs._get_provider().online_store, BatchedSqliteOnlineStore)
+    assert isinstance(get_provider(fs.config).online_store, BatchedSqliteOnlineStore)
     day = tiny_world.days[2]
     for view in ("user_stats", "user_cat_l3", "item_stats"):
         table = read_feature_table(Workdir(served.workdir).features_dir, view, day).head(40)
@@ -164,7 +167,7 @@ def test_key_index_reads_equal_probing_every_key(served, tiny_world):
     from features.online_sqlite import string_entity_keys
 
     fs = store.feature_store(served)
-    online = fs._get_provider().online_store
+    online = get_provider(fs.config).online_store
     fv = fs.get_feature_view("user_cat_l3")
     table = read_feature_table(
         Workdir(served.workdir).features_dir, "user_cat_l3", tiny_world.days[2]
@@ -182,7 +185,7 @@ def test_key_index_reads_equal_probing_every_key(served, tiny_world):
     keys = string_entity_keys(["user_id", "cat_l3"], rows)
     assert online.read_serialized(fs.config, fv, keys, user) == reference
 
-    conn = online._get_conn(fs.config)
+    conn = online.connection(fs.config)
     index = "sidflow_user_cat_l3__by_user_id"
     before = conn.execute(f"SELECT * FROM {index} ORDER BY 1, 2").fetchall()
     with conn:

@@ -80,6 +80,17 @@ def test_train_and_evaluate_run_folder(world_with_sids):
     assert json.loads((out / "metrics.json").read_text()) == m
     assert 0 <= m["hr@5"] <= m["hr@20"] <= 1 and m["samples"] == 40
     assert {"hr@20_purchase", "recall@5", "ndcg@5", "cat_l2@3", "s1@3"} <= set(m)
+    # the MLflow run (SQLite under the working folder): settings, curve, final + test metrics
+    from mlflow import MlflowClient
+
+    link = json.loads((out / "train.json").read_text())["mlflow"]
+    assert link["uri"] == f"sqlite:///{work.root / 'mlflow' / 'mlflow.db'}" and link["run_id"]
+    client = MlflowClient(link["uri"])
+    run = client.get_run(link["run_id"])
+    assert run.data.tags["sidflow.stage"] == "retriever" and run.data.tags["sidflow.sid_version"]
+    assert run.data.params["train.max_steps"] == "4" and run.data.params["model.d_model"] == "16"
+    assert run.data.metrics["steps"] == 4 and run.data.metrics["test_hr_at_5"] == m["hr@5"]
+    assert [h.step for h in client.get_metric_history(run.info.run_id, "train_loss")] == [4]
 
 
 def test_ablation_table_files(world_with_sids):

@@ -1,11 +1,7 @@
-"""Training loop: checkpoints round-trip, LR schedule, DDP with 2 gloo CPU processes."""
+"""Training loop: checkpoints round-trip, LR schedule, EMA (DDP: test_distributed_training.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +12,10 @@ from models.retriever.train import (
     load_checkpoint,
     plot_losses,
     save_checkpoint,
-    save_prepared,
     train,
 )
 from models.training import lr_at
-from sidflow.config import PROJECT_ROOT, RetrieverTrainParams
+from sidflow.config import RetrieverTrainParams
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -82,41 +77,3 @@ def test_ema_weights_are_the_moving_average_of_the_trajectory():
         )
     assert not all(torch.equal(a, w) for a, w in zip(expected, plain[-1], strict=True))
     assert all(torch.equal(a, e) for a, e in zip(model.parameters(), averaged[-1], strict=True))
-
-
-def test_ddp_two_gloo_processes(tmp_path: Path):
-    p = parts()
-    data = batch(p, 16, seed=1)
-    params = RetrieverTrainParams(max_steps=4, batch_size=8, warmup_steps=1)
-    prepared = save_prepared(tmp_path / "prepared", p.model, data, params)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "models.retriever.train",
-        "--data",
-        str(prepared),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-    ]
-    done = subprocess.run(
-        cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    info = json.loads((tmp_path / "out" / "train.json").read_text())
-    assert info["world_size"] == 2 and info["steps"] == 4
-    assert info["samples_seen_rank0"] == 4 * 4  # each rank takes half of every batch of 8
-    trained = load_checkpoint(tmp_path / "out" / "model.safetensors")
-    init = load_checkpoint(prepared / "init.safetensors")
-    moved = [
-        not torch.equal(a, b) for a, b in zip(trained.parameters(), init.parameters(), strict=True)
-    ]
-    assert any(moved)
-    assert (tmp_path / "out" / "loss.png").exists()

@@ -183,16 +183,16 @@ def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
 
 def test_logs_round_trip_through_ingestion(served):
     url, params = served
-    wd = Workdir(params.workdir)
+    wd = Workdir.of(params)
     ids = [
         _post(url, {"user_id": f"u{i:07d}", "scene": "similar", "k": 4}).json()["request_id"]
         for i in range(5)
     ]
     today = dt.datetime.now(dt.UTC).date()
-    log = read_day(wd.root, today)
+    log = read_day(wd.exposure_logs, today)
     assert set(ids) <= set(log["request_id"])
     assert (log[log["request_id"].isin(ids)].groupby("request_id")["position"].max() == 3).all()
-    landed = land_day(wd.root, wd.root / "roundtrip", today)
+    landed = land_day(wd.exposure_logs, wd.root / "roundtrip", today)
     report = validate_table("events", [landed], wd.gx_root, day=today, main=landed)
     assert len(report.valid) == len(log) and report.quarantined_rows == 0
     assert set(report.valid["event_type"]) == {"exposure"}
@@ -200,7 +200,7 @@ def test_logs_round_trip_through_ingestion(served):
 
 def test_a_model_swap_under_load_loses_no_request(served):
     url, params = served
-    wd = Workdir(params.workdir)
+    wd = Workdir.of(params)
     registry = Registry(wd.registry)
     before = registry.current()["promoted"]
     # a second bundle in the model store: same models, another manifest -> another tag
@@ -239,14 +239,14 @@ def test_closed_loop_simulation_serves_ingests_and_reports(served):
     result = simulate(params, {})
     [day] = result["days"]
     assert result["bootstrap"] == []  # a model was already promoted
-    wd = Workdir(params.workdir)
+    wd = Workdir.of(params)
     served_day = dt.date.fromisoformat(day["day"])
     assert served_day == params.world.days()[-1] + dt.timedelta(days=1)
     assert (wd.raw_dir("events", served_day) / SERVED_BATCH).exists()
     buckets = {b["bucket"]: b for b in day["buckets"]}
     assert set(buckets) <= {"control", "treatment"} and sum(
         b["requests"] for b in buckets.values()
-    ) == len(read_day(wd.root, served_day)["request_id"].unique())
+    ) == len(read_day(wd.exposure_logs, served_day)["request_id"].unique())
     exposures = (
         Warehouse(wd.warehouse)
         .query(

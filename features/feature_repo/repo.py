@@ -16,12 +16,14 @@ by `sidflow features --day D` or the Dagster asset `feature_tables`.
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.data_format import ParquetFormat
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, UnixTimestamp
 
 import sidflow  # noqa: F401  (telemetry settings)
 from features.definitions import fields, repo_settings
-from features.schema import TIMESTAMP, view_specs
+from features.schema import RECENCY, REQUEST_TS, TIMESTAMP, view_specs
 
 OWNER = "features@sidflow"
 
@@ -235,12 +237,62 @@ user_seller = FeatureView(
 
 
 # ----------------------------------------------------------------------------------------------
+# Request-time features: recency from the request's time (an on-demand feature view).
+# ----------------------------------------------------------------------------------------------
+
+request_time = RequestSource(
+    name="request_time",
+    schema=[Field(name=REQUEST_TS, dtype=UnixTimestamp)],
+    description="When the request is served (offline: the sample's event_timestamp).",
+    owner=OWNER,
+)
+
+
+# Days from the request to the user's last event, interaction and purchase (user_stats'
+# user_last_*_ts); null when the user has none in the window. The same function offline
+# (get_historical_features) and online (features/store.py applies this view's transform).
+# Feast stores the function's source and runs it without this module's globals: its names are
+# spelled out here (features/schema.RECENCY; build_repo checks they agree).
+@on_demand_feature_view(
+    sources=[user_stats[list(RECENCY.values())], request_time],
+    schema=[Field(name=name, dtype=Float64) for name in RECENCY],
+    mode="python",
+    description="Recency: days from the request time to the user's last event, "
+    "interaction and purchase (DIG Table 1, Type-II).",
+    owner=OWNER,
+    tags={"stage": "features"},
+)
+def user_recency(inputs: dict) -> dict:
+    now = inputs["request_ts"]
+    last = {
+        "user_days_since_last_event": inputs["user_last_event_ts"],
+        "user_days_since_last_interaction": inputs["user_last_interaction_ts"],
+        "user_days_since_last_purchase": inputs["user_last_purchase_ts"],
+    }
+    return {
+        name: [
+            (n - t).total_seconds() / 86400.0 if n is not None and t is not None else None
+            for n, t in zip(now, then, strict=True)
+        ]
+        for name, then in last.items()
+    }
+
+
+# ----------------------------------------------------------------------------------------------
 # Feature services: one per consumer.
 # ----------------------------------------------------------------------------------------------
 
 ranker = FeatureService(
     name="ranker",
-    features=[item_stats, user_stats, user_cat_l2, user_cat_l3, user_brand, user_seller],
+    features=[
+        item_stats,
+        user_stats,
+        user_cat_l2,
+        user_cat_l3,
+        user_brand,
+        user_seller,
+        user_recency,
+    ],
     description="DIG ranker: user, item and all u2i cross features of (user, candidate item).",
     owner=OWNER,
     tags={"consumer": "ranker"},

@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from lifecycle.cli.settings import load
@@ -22,14 +23,23 @@ def _day(args: argparse.Namespace, warehouse) -> dt.date | None:
 
 
 def cmd_retriever(args: argparse.Namespace) -> int:
-    """Train the day's retriever on the warehouse and its SID table, then evaluate it."""
+    """Train the day's retriever on the warehouse and its SID table, then evaluate it; with
+    `--data` and `--sid` (the DVC pipeline), on a canonical parquet folder and a SID version
+    folder instead, as of the folder's last day."""
     from ingestion.warehouse import Warehouse
-    from models.retriever.ablations import sid_version_dir
-    from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
-    from models.tokenizer import load_sid_table
-    from sidflow.workdir import Workdir
 
     params = load(args)
+    if args.data:
+        if not args.sid or not args.out:
+            print("sidflow retriever --data needs --sid and --out", file=sys.stderr)
+            return 2
+        with tempfile.TemporaryDirectory(prefix="sidflow-retriever-") as tmp:
+            wh = Warehouse(Path(tmp) / "warehouse.duckdb")  # the folder's own, thrown away
+            wh.load_folder(Path(args.data))
+            return _train_and_evaluate(params, wh, wh.days()[-1], Path(args.sid), Path(args.out))
+    from models.retriever.ablations import sid_version_dir
+    from sidflow.workdir import Workdir
+
     work = Workdir(params.workdir)
     wh = Warehouse(work.warehouse)
     day = _day(args, wh)
@@ -37,10 +47,30 @@ def cmd_retriever(args: argparse.Namespace) -> int:
         print(f"no events in {wh.path}: run `sidflow run` first", file=sys.stderr)
         return 2
     sid_day = dt.date.fromisoformat(args.sid_day) if args.sid_day else day
-    table = load_sid_table(sid_version_dir(work, sid_day))
-    events, items, users = warehouse_inputs(wh, day)
     out = Path(args.out) if args.out else work.retriever_dir(day)
-    info = train_run(params, events, items, users, table.frame, day, out, codebook_size=table.K)
+    return _train_and_evaluate(params, wh, day, sid_version_dir(work, sid_day), out)
+
+
+def _train_and_evaluate(params, wh, day: dt.date, sid: Path, out: Path) -> int:  # noqa: ANN001
+    """train_run + evaluate_run under the protocol the data calls for; prints a JSON summary."""
+    from models.retriever.protocol import resolve_protocol
+    from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
+    from models.tokenizer import load_sid_table
+
+    table = load_sid_table(sid)
+    events, items, users = warehouse_inputs(wh, day)
+    protocol = resolve_protocol(params.retriever.eval.protocol, wh, day)
+    info = train_run(
+        params,
+        events,
+        items,
+        users,
+        table.frame,
+        day,
+        out,
+        codebook_size=table.K,
+        protocol=protocol,
+    )
     metrics = evaluate_run(params, out, progress=True).to_json()
     print(
         json.dumps(
@@ -103,6 +133,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--size", help="world size preset")
     s.add_argument("--out", help="run folder (default: <workdir>/models/retriever/day=<d>)")
     s.add_argument("--sid-day", help="use the SID version of this day (default: --day)")
+    s.add_argument(
+        "--data", help="canonical parquet folder instead of the warehouse (the DVC pipeline)"
+    )
+    s.add_argument("--sid", help="with --data: the SID version folder (or its artefacts)")
     s.set_defaults(func=cmd_retriever)
 
     s = sub.add_parser("evaluate", help="evaluate the retriever; --ablations for the table")

@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _registry(params: Params):  # noqa: ANN202 - sidflow.registry.Registry
     from sidflow.registry import Registry
 
-    return Registry(Workdir(params.workdir).registry)
+    return Registry(Workdir.of(params).registry)
 
 
 def _show(state: dict) -> None:

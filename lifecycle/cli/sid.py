@@ -1,4 +1,5 @@
-"""`sidflow sid ...`: build a SID version (the DVC stages' command) and show its metrics.
+"""`sidflow sid ...`: build a SID version (the DVC stages' command), show its metrics, and check
+out a version from DVC (the exact table a served bundle used).
 
 Kept free of heavy imports at module level: `sidflow --help` must stay fast.
 """
@@ -92,6 +93,70 @@ def cmd_sid_show(args: argparse.Namespace, params: Params) -> int:
     return 0
 
 
+def resolve_version(params: Params, version: str, day: str | None) -> tuple[str, str]:
+    """(DVC hash, folder in the DVC store) of VERSION: a bundle tag (from the registry's history
+    or the BentoML store), a SID version name or a DVC hash (its folder: `--day`'s, the local
+    version with that hash, else `checkout/<hash>`)."""
+    from models.tokenizer.versions import MD5, read_dvc_file, store_root
+
+    wd = Workdir.of(params)
+    if ":" in version:  # a bundle tag
+        manifest = _manifest(wd, version)
+        rel = manifest.get("sid_dvc_path") or f"day={manifest['day']}/artefacts"
+        return manifest["sid_dvc_hash"], rel
+    root = store_root(params)
+    by_hash, by_name = {}, {}  # the versions this store holds: hash -> folder, name -> both
+    for dvc_file in sorted(root.glob("*/artefacts.dvc")):
+        rel, md5 = dvc_file.with_suffix("").relative_to(root).as_posix(), read_dvc_file(dvc_file)
+        by_hash[md5] = rel
+        metrics = dvc_file.parent / "metrics.json"
+        if metrics.exists():
+            by_name[json.loads(metrics.read_text())["version"]] = md5, rel
+    if MD5.match(version):
+        md5 = version if version.endswith(".dir") else f"{version}.dir"
+        if day:
+            return md5, f"day={day}/artefacts"
+        return md5, by_hash.get(md5, f"checkout/{md5[:12]}/artefacts")
+    if version in by_name:
+        return by_name[version]
+    raise SystemExit(
+        f"sidflow sid checkout: {version} is not a bundle tag, a DVC hash, or a SID version "
+        f"this working folder knows (after `make clean`, give the DVC hash the bundle's "
+        f"manifest names: `sid_dvc_hash`)"
+    )
+
+
+def _manifest(wd: Workdir, tag: str) -> dict:
+    """A bundle's manifest: from the registry's history, else the BentoML model store."""
+    from sidflow.registry import Registry
+
+    state = Registry(wd.registry).current()
+    seen = [state.get("promoted"), state.get("candidate")]
+    seen += [h.get("version") for h in state.get("history", [])]
+    for v in seen:
+        if v and v.get("tag") == tag and v.get("sid_dvc_hash"):
+            return v
+    from serving.bundle import read_manifest
+
+    return read_manifest(wd.root, tag)
+
+
+def cmd_sid_checkout(args: argparse.Namespace, params: Params) -> int:
+    """Restore a SID version from DVC (cache, else the remote) and print where it is."""
+    from models.tokenizer.versions import checkout_version
+
+    md5, rel = resolve_version(params, args.version, args.day)
+    folder = checkout_version(params, md5, rel)
+    print(
+        json.dumps(
+            {"version": args.version, "dvc_hash": md5, "folder": str(folder)}
+            | {"remote": params.dvc.remote_url},
+            indent=2,
+        )
+    )
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `sid build` and `sid show` on the main parser's subcommands."""
     sid = sub.add_parser("sid", help="Semantic IDs: build a version, show its metrics")
@@ -114,3 +179,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = cmds.add_parser("show", help="print a version's concentration table and metrics")
     s.add_argument("path", help="version folder or its metrics.json")
     s.set_defaults(func=lambda a: cmd_sid_show(a, load(a)))
+
+    s = cmds.add_parser(
+        "checkout", help="restore a SID version from DVC (the table a served bundle used)"
+    )
+    s.add_argument(
+        "version", help="a bundle tag (sidflow-recommender:...), a SID version or a DVC hash"
+    )
+    s.add_argument("--day", help="with a DVC hash: restore it as this day's version")
+    s.set_defaults(func=lambda a: cmd_sid_checkout(a, load(a)))

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from lifecycle.cli.settings import load
-from sidflow.workdir import Workdir
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -20,7 +19,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from orchestration.dagster_home import ensure_dagster_home
 
     params = load(args)
-    ensure_dagster_home(Workdir(params.workdir).dagster_home)
+    ensure_dagster_home(params)
     cmd = [
         str(Path(sys.executable).with_name("dagster")),
         "dev",
@@ -34,8 +33,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(
         f"Dagster UI on http://127.0.0.1:{args.port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
     )
+    print(mlflow_hint(params), flush=True)
     os.execv(cmd[0], cmd)
     return 0
+
+
+def mlflow_hint(params) -> str:  # noqa: ANN001 - Params
+    """How to open the MLflow runs of this profile (docs/deployment.md#experiment-tracking).
+
+    The project installs the tracking client only (`mlflow-skinny`): the full `mlflow`
+    package, which serves the UI, pins pyarrow below the project's, so it runs in its own
+    environment (`uvx`, from the uv the project installs)."""
+    from models.tracking import tracking_uri
+
+    uri = tracking_uri(params)
+    if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) and "://" in uri:
+        return f"MLflow runs (experiment {params.tracking.experiment}): open {uri}"
+    uvx = Path(sys.executable).with_name("uvx")
+    return (
+        f"MLflow runs (experiment {params.tracking.experiment}) in {uri}; to browse them, in "
+        f"another shell:\n  {uvx} --from mlflow==3.18.0 mlflow ui --backend-store-uri {uri} "
+        "-h 127.0.0.1 -p 5000   # then http://127.0.0.1:5000"
+    )
 
 
 def cmd_screenshots(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def bootstrap(params: Params, overrides: dict[str, str]) -> list:
     """Logged days through the data job, the last through the whole graph (skipped when a
     model is already promoted)."""
 
-    if Registry(Workdir(params.workdir).registry).current().get("promoted"):
+    if Registry(Workdir.of(params).registry).current().get("promoted"):
         return []
     days = params.world.days()
     return run_days(params, days, overrides, train_days=days[-1:])
@@ -62,8 +62,10 @@ def serve_day(
     Returns (shown slots with bucket and model, the world's response events).
     """
 
-    wd = Workdir(params.workdir)
-    shutil.rmtree(log_dir(wd.root, day), ignore_errors=True)  # a re-run serves the day afresh
+    wd = Workdir.of(params)
+    shutil.rmtree(
+        log_dir(wd.exposure_logs, day), ignore_errors=True
+    )  # a re-run serves the day afresh
     app = ServingApp(params)
     requests = day_requests(world, day, params.simulation.user_fraction)
     k = params.world.items_per_request
@@ -90,7 +92,7 @@ def serve_day(
     shown_df = pd.concat(shown, ignore_index=True)
     responses = responses_to_events(world, shown_df, seed=params.simulation.seed + day.toordinal())
     raw = wd.raw_dir("events", day)
-    land_day(wd.root, raw, day, SERVED_BATCH)  # the exposure log, as the service wrote it
+    land_day(wd.exposure_logs, raw, day, SERVED_BATCH)  # the exposure log, as the service wrote it
     write_parquet_atomic(responses, raw / RESPONSES_BATCH)  # the users' clicks, carts, buys
     return shown_df, responses
 
@@ -98,7 +100,7 @@ def serve_day(
 def simulate(params: Params, overrides: dict[str, str]) -> dict:
     """Run the loop for `params.simulation.days` served days; returns the report's paths/rows."""
 
-    wd = Workdir(params.workdir)
+    wd = Workdir.of(params)
     world = World(params.world)
     registry = Registry(wd.registry)
     t0 = time.perf_counter()

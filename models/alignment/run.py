@@ -3,7 +3,8 @@
 Starts from `models/retriever/day=<d>/model.safetensors`; a frozen copy is the DPO
 reference. Each step takes one RFT batch (engagements of the `train_days` before d, eq. 24)
 and one DPO batch (preference pairs inside those days' requests, eq. 25-28) and minimises
-(lambda_RFT L_RFT + lambda_DPO L_DPO) / (lambda_RFT + lambda_DPO), the 20 : 3 mix of eq. 20.
+(lambda_RFT L_RFT + lambda_DPO L_DPO) / (lambda_RFT + lambda_DPO), the 20 : 3 mix of eq. 20
+(the loop: models/alignment/train.py, in `train.nproc_per_node` torchrun processes when > 1).
 The held-out samples and the beam-search protocol are the retriever evaluation's, so
 `metrics.json` compares like with like; the aligned model is marked `accepted` (and served)
 only if HR@50 on all samples drops by at most `alignment.max_hr_drop`.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file
-from tqdm import tqdm
 
-from models.alignment.dpo import dpo_loss, preference_pairs
-from models.alignment.rft import rewards, rft_loss
+from models.alignment.dpo import preference_pairs
+from models.alignment.rft import rewards
+from models.alignment.train import optimise, optimise_distributed
 from models.ranker.samples import attach_history, exposure_rows
 from models.retriever.evaluate import evaluate
 from models.retriever.model import UniRec
@@ -38,9 +38,10 @@ from models.retriever.samples import Samples, attach_profiles, build_samples, en
 from models.retriever.train import load_checkpoint, save_checkpoint
 from models.retriever.trie import PathTrie
 from models.space import BEHAVIOURS, FeatureSpace
-from models.training import device_for_training
+from models.tracking import curve as curve_of
+from models.tracking import start_run
 from sidflow.atomic import write_text_atomic
-from sidflow.config import AlignmentParams, Params
+from sidflow.config import Params
 
 
 def rft_data(
@@ -132,44 +133,9 @@ class AlignmentResult:
     train_seconds: float
     total_seconds: float
     settings: dict
+    world_size: int = 1  # training processes (train.nproc_per_node)
+    mlflow: dict | None = None  # the MLflow run (models/tracking.RunLink)
     curve: list[dict] = field(default_factory=list)
-
-
-def optimise(
-    policy: UniRec, reference: UniRec, rft: dict, dpo: dict, ap: AlignmentParams, progress: bool
-) -> tuple[int, list[dict]]:
-    """The mixed objective (eq. 20): lambda_RFT L_RFT + lambda_DPO L_DPO over batches drawn
-    from the RFT samples and the DPO pairs; returns (steps, loss curve)."""
-    dev = device_for_training()
-    policy.to(dev)
-    reference.to(dev)
-    opt = torch.optim.AdamW(policy.parameters(), lr=ap.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(ap.seed)
-    lam_sum = ap.lambda_rft + ap.lambda_dpo
-    curve = []
-    n_rft = len(rft.get("target", []))
-    steps = min(ap.max_steps, max(1, math.ceil(ap.epochs * n_rft / ap.batch_size)))
-    for step in tqdm(range(steps), desc="align retriever", disable=not progress):
-        policy.train()
-        loss_rft = loss_dpo = torch.zeros((), device=dev)
-        if n_rft:
-            idx = torch.randint(n_rft, (ap.batch_size,), generator=gen)
-            batch = {k: v[idx].to(dev) for k, v in rft.items()}
-            loss_rft = rft_loss(policy, batch, ap.rft_lambda, ap.clip)
-        if dpo:
-            idx = torch.randint(len(dpo["winner"]), (ap.batch_size,), generator=gen)
-            batch = {k: v[idx].to(dev) for k, v in dpo.items()}
-            loss_dpo = dpo_loss(policy, reference, batch, batch["winner"], batch["loser"], ap.beta)
-        loss = (ap.lambda_rft * loss_rft + ap.lambda_dpo * loss_dpo) / lam_sum  # eq. 20
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
-        curve.append(
-            {"step": step + 1, "rft": float(loss_rft.detach()), "dpo": float(loss_dpo.detach())}
-        )
-    policy.cpu().eval()
-    return steps, curve
 
 
 def hit_ratios(params: Params, policy: UniRec, run: Path, paths) -> dict[str, float]:  # noqa: ANN001
@@ -211,7 +177,11 @@ def align_run(
     space = FeatureSpace.build(items, users, params.data.scenes)
     rft = rft_data(params, events, items, users, space, paths, day)
     dpo, pairs = dpo_data(params, events, users, space, paths, day)
-    steps, curve = optimise(policy, reference, rft, dpo, ap, progress)
+    nproc = params.train.nproc_per_node
+    if nproc > 1:
+        steps, curve = optimise_distributed(policy, rft, dpo, ap, nproc, out / "torchrun")
+    else:
+        steps, curve = optimise(policy, reference, rft, dpo, ap, progress)
     train_seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(policy, out / "model.safetensors", {"day": day.isoformat(), "aligned": True})
@@ -234,11 +204,44 @@ def align_run(
         train_seconds=round(train_seconds, 2),
         total_seconds=round(time.perf_counter() - t0, 2),
         settings=ap.model_dump(),
+        world_size=nproc,
         curve=curve,
     )
-    write_text_atomic(json.dumps(asdict(result), indent=2), out / "metrics.json")
     plot_alignment(result, out / "alignment.png")
+    link = track(params, result, run, out)
+    result.mlflow = link.to_json() if link else None
+    write_text_atomic(json.dumps(asdict(result), indent=2), out / "metrics.json")
     return result
+
+
+def track(params: Params, result: AlignmentResult, run: Path, out: Path):  # noqa: ANN201
+    """The run's MLflow record: settings, the RFT and DPO loss curves, HR@K before and after."""
+    trained = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
+    return start_run(
+        params,
+        f"alignment {result.day}",
+        {"alignment": result.settings, "nproc_per_node": params.train.nproc_per_node},
+        tags={
+            "sidflow.stage": "alignment",
+            "sidflow.day": result.day,
+            "sidflow.sid_version": str(trained.get("sid_version")),
+            "sidflow.accepted": str(result.accepted),
+            "sidflow.aligned_from": str(run),
+            "sidflow.run_folder": str(out),
+        },
+        curves={f"loss_{k}": curve_of(result.curve, k) for k in ("rft", "dpo")},
+        metrics={
+            **{f"before_{k}": v for k, v in result.before.items() if v is not None},
+            **{f"after_{k}": v for k, v in result.after.items()},
+            "hr50_drop": result.hr50_drop,
+            "rft_samples": result.rft_samples,
+            "dpo_pairs": result.dpo_pairs,
+            "steps": result.steps,
+            "train_seconds": result.train_seconds,
+            "world_size": result.world_size,
+        },
+        artifacts=[out / "alignment.png"],
+    )
 
 
 def plot_alignment(result: AlignmentResult, path: Path) -> Path:

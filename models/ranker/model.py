@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -277,12 +278,18 @@ class DIGRanker(nn.Module):
         """c_{l,k} <- a c_{l,k} + (1 - a) mean of the batch residuals coded k (§3.2)."""
         ok = (codes > 0).all(1)
         for layer, r in enumerate(residuals):
-            self._assign_means(layer, r[ok].detach(), codes[ok, layer] - 1, self.cfg.ema_decay)
+            r = r[ok].detach().float()  # (bf16 under CUDA autocast)
+            self._assign_means(layer, r, codes[ok, layer] - 1, self.cfg.ema_decay)
 
     def _assign_means(self, layer: int, r: torch.Tensor, k: torch.Tensor, decay: float) -> None:
         K, d = self.codebooks.shape[1:]
         sums = torch.zeros(K, d, device=r.device).index_add_(0, k, r)
         counts = torch.zeros(K, device=r.device).index_add_(0, k, torch.ones_like(k, dtype=r.dtype))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # under DDP every rank sees its shard: the EMA step takes the mean over all shards,
+            # so the codebooks stay the same on every rank
+            dist.all_reduce(sums)
+            dist.all_reduce(counts)
         seen = counts > 0
         mean = sums[seen] / counts[seen, None]
         self.codebooks[layer, seen] = decay * self.codebooks[layer, seen] + (1 - decay) * mean

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import TIMESTAMP, view_specs
-from features.store import RECENCY
+from features.schema import RECENCY, TIMESTAMP, view_specs
 from models.space import BEHAVIOURS
 from sidflow.config import Params
 

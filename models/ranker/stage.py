@@ -29,9 +29,19 @@ from models.ranker.data import (
 )
 from models.ranker.model import DIGRanker, RankerConfig
 from models.ranker.samples import FeatureGroups, build_ranker_samples, sample_report
-from models.ranker.train import plot_loss_parts, plot_roc, predict, ranker_metrics, train_ranker
+from models.ranker.train import (
+    PARTS,
+    RankerTrainResult,
+    plot_loss_parts,
+    plot_roc,
+    predict,
+    ranker_metrics,
+    train_ranker,
+    train_ranker_distributed,
+)
 from models.ranker.warm import warm_plan, warm_start
 from models.space import FeatureSpace
+from models.tracking import RunLink, add_to_run, curve, start_run
 from models.training import cold
 from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RankerParams
@@ -58,6 +68,8 @@ class RankerRun:
     start: str  # "warm" | "cold"
     warm: dict  # the warm-start plan: reason, source run, rows copied
     cold_day: str
+    world_size: int = 1  # training processes (train.nproc_per_node)
+    mlflow: dict | None = None  # the MLflow run (models/tracking.RunLink)
     curve: list[dict] = field(default_factory=list)
 
 
@@ -170,7 +182,13 @@ def train_run(
         else:
             plan = cold(f"no exposures in the {ws.days} day(s) before {day}")
     data = encode_frame(train_rows, enc, users, rp.history_len)
-    result = train_ranker(model, data, train_params, progress=progress)
+    nproc = params.train.nproc_per_node
+    if nproc > 1:
+        model, result = train_ranker_distributed(
+            model, enc, rp.history_len, data, train_params, nproc, out / "torchrun"
+        )
+    else:
+        result = train_ranker(model, data, train_params, progress=progress)
     save_ranker(model, enc, rp.history_len, out, {"day": day.isoformat()})
     plot_loss_parts(result, out / "loss.png", f"ranker loss parts (eq. 8), as of {day}")
     run = RankerRun(
@@ -189,10 +207,46 @@ def train_run(
         start=plan.start,
         warm=plan.summary(),
         cold_day=plan.cold_day or day.isoformat(),
+        world_size=result.world_size,
         curve=result.curve,
     )
+    link = track(params, run, result, rp, sid_frame, out)
+    run.mlflow = link.to_json() if link else None
     write_text_atomic(json.dumps(asdict(run), indent=2), out / "train.json")  # "finished"
     return run
+
+
+def track(
+    params: Params,
+    run: RankerRun,
+    result: RankerTrainResult,
+    rp: RankerParams,
+    sid_frame: pd.DataFrame,
+    out: Path,
+) -> RunLink | None:
+    """The run's MLflow record: settings, each loss part's curve (eq. 8), sample figures."""
+    sid_version = str(sid_frame["version"].iloc[0]) if "version" in sid_frame else "none"
+    return start_run(
+        params,
+        f"ranker {run.day}",
+        {"ranker": rp.model_dump(), "nproc_per_node": params.train.nproc_per_node},
+        tags={
+            "sidflow.stage": "ranker",
+            "sidflow.day": run.day,
+            "sidflow.sid_version": sid_version,
+            "sidflow.start": run.start,
+            "sidflow.run_folder": str(out),
+        },
+        curves={f"loss_{k}": curve(result.curve, k) for k in ("total", *PARTS)},
+        metrics={
+            **{k: v for k, v in run.samples.items() if isinstance(v, int | float)},
+            "steps": run.steps,
+            "train_seconds": run.train_seconds,
+            "parameters": run.parameters,
+            "world_size": run.world_size,
+        },
+        artifacts=[out / "loss.png"],
+    )
 
 
 def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> RankerEval:
@@ -216,4 +270,10 @@ def evaluate_run(run: Path, users: pd.DataFrame, out: Path | None = None) -> Ran
     )
     write_text_atomic(json.dumps(result.to_json(), indent=2), out / "metrics.json")
     plot_roc(y, scores, out / "roc.png", f"ranker ROC, day {raw.get('day')}")
+    trained = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
+    add_to_run(
+        RunLink.from_json(trained.get("mlflow")),
+        {f"eval_{k}": v for k, v in metrics.items()},
+        artifacts=[out / "roc.png"],
+    )
     return result

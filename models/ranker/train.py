@@ -3,23 +3,45 @@
 Batches keep the rows of a request together (requests are shuffled, not rows), so the
 batch statistic u2t^(l)(u) of eq. 13 averages a user's items in the same SID bucket.
 After each optimiser step the codebook vectors take an EMA step towards the batch
-residuals (§3.2). Metrics follow DIG Table 4: AUC of the rank path (eq. 6) and of the
+residuals (§3.2). Under torchrun (`train.nproc_per_node > 1`, models/launch.py) each rank
+takes one of every `world` consecutive request batches (of `batch_size / world` rows), DDP
+averages the gradients and the EMA step averages over the ranks' batches:
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m models.ranker.train --data DIR --out DIR
+
+trains a prepared folder (`save_prepared`). Metrics follow DIG Table 4: AUC of the rank path (eq. 6) and of the
 retrieval path at every layer (eq. 16, MLP_u2t at inference), the gap rank - recall(L),
 and grouped AUC (mean per-user AUC weighted by the user's rows).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score, roc_curve
+from torch import nn
 from tqdm import tqdm
 
+from models.launch import Handoff, save_tensors, torchrun
+from models.ranker.checkpoint import load_ranker, save_ranker
+from models.ranker.data import RankerEncoding
 from models.ranker.model import DIGRanker, dig_losses, prefix_keys
-from models.training import device_for_training, lr_at
+from models.training import (
+    autocast,
+    close_distributed,
+    data_parallel,
+    device_for_training,
+    distributed,
+    init_distributed,
+    lr_at,
+)
 from sidflow.config import RankerParams
 
 PARTS = ["rank", "recall", "commit", "sem", "u2t"]
@@ -32,6 +54,19 @@ class RankerTrainResult:
     steps: int
     seconds: float = 0.0
     curve: list[dict] = field(default_factory=list)  # {"step", "total", parts...}
+    world_size: int = 1  # training processes
+
+
+class _Objective(nn.Module):
+    """Eq. 8 as a module's forward, so DDP sees the loss computation (and syncs gradients)."""
+
+    def __init__(self, model: DIGRanker):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple:
+        out = dig_losses(self.model, batch)
+        return out.total, out.parts, out.residuals, out.codes
 
 
 def request_batches(
@@ -62,40 +97,46 @@ def fit_bucket_means(model: DIGRanker, data: dict[str, torch.Tensor]) -> None:
 def train_ranker(
     model: DIGRanker, data: dict[str, torch.Tensor], rp: RankerParams, progress: bool = True
 ) -> RankerTrainResult:
-    """Optimise eq. 8 on `data` (training rows) in place."""
+    """Optimise eq. 8 on `data` (training rows) in place (under torchrun: this rank's shard
+    of every step's batches; `batch_size` is the rows of a step over all ranks)."""
+    rank, world = distributed()
     dev = device_for_training()
     torch.manual_seed(rp.seed)
-    gen = torch.Generator().manual_seed(rp.seed)
+    gen = torch.Generator().manual_seed(rp.seed)  # the same batches on every rank
     if model.cfg.u2t != "mlp":
         fit_bucket_means(model, data)
     model.to(dev)
     model.init_codebooks()
+    net = data_parallel(_Objective(model), dev)
     n = len(data["label"])
     per_epoch = max(1, -(-n // rp.batch_size))
     total = rp.max_steps or max(rp.min_steps, int(rp.epochs * per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=rp.lr, weight_decay=rp.weight_decay)
-    result = RankerTrainResult(steps=total)
+    result = RankerTrainResult(steps=total, world_size=world)
     t0, step, running = time.perf_counter(), 0, []
-    bar = tqdm(total=total, desc="train ranker", disable=not progress)
+    bar = tqdm(total=total, desc="train ranker", disable=not progress or rank != 0)
     while step < total:
-        for idx in request_batches(data["request_key"], rp.batch_size, gen):
+        batches = request_batches(data["request_key"], max(2, rp.batch_size // world), gen)
+        if all(min(len(b) for b in batches[f : f + world]) < 2 for f in range(len(batches))):
+            raise ValueError(f"no step of {world} request batches with two rows each")
+        for first in range(0, len(batches) - world + 1, world):
+            group = batches[first : first + world]  # one batch per rank
             if step >= total:
                 break
-            if len(idx) < 2:  # BatchNorm needs two rows
+            if min(len(b) for b in group) < 2:  # BatchNorm needs two rows (on every rank)
                 continue
-            batch = {k: v[idx].to(dev) for k, v in data.items()}
+            batch = {k: v[group[rank]].to(dev) for k, v in data.items()}
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, min(100, total // 10), rp.lr)
             model.train()
-            out = dig_losses(model, batch)
+            with autocast(dev):
+                loss, parts, residuals, codes = net(batch)
             opt.zero_grad(set_to_none=True)
-            out.total.backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            model.ema_update(out.residuals, out.codes)
-            running.append(
-                {k: float(v.detach()) for k, v in {"total": out.total, **out.parts}.items()}
-            )
+            model.ema_update(residuals, codes)
+            running.append({k: float(v.detach()) for k, v in {"total": loss, **parts}.items()})
             step += 1
             bar.update(1)
             if step % 20 == 0 or step == total:
@@ -209,3 +250,69 @@ def plot_loss_parts(result: RankerTrainResult, path, title: str):  # noqa: ANN00
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+TRAIN_DATA, PARAMS_FILE, RESULT_FILE = "train.safetensors", "ranker_params.json", "train.json"
+
+
+def save_prepared(
+    folder: Path,
+    model: DIGRanker,
+    enc: RankerEncoding,
+    history_len: int,
+    data: dict[str, torch.Tensor],
+    rp: RankerParams,
+) -> Path:
+    """What `python -m models.ranker.train --data folder` needs: the initial ranker (weights +
+    config.json), the encoded training rows and the settings."""
+    save_ranker(model, enc, history_len, folder)
+    save_tensors(data, folder / TRAIN_DATA)
+    (folder / PARAMS_FILE).write_text(rp.model_dump_json())
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """torchrun entry point: train the prepared folder; rank 0 writes the ranker and train.json."""
+    import sidflow  # noqa: F401  (telemetry settings)
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True, help="folder written by save_prepared")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    data_dir, out = Path(args.data), Path(args.out)
+    rank, _ = init_distributed()
+    model, enc, raw = load_ranker(data_dir)
+    data = load_file(str(data_dir / TRAIN_DATA))
+    rp = RankerParams.model_validate_json((data_dir / PARAMS_FILE).read_text())
+    result = train_ranker(model, data, rp, progress=not args.no_progress)
+    if rank == 0:
+        extra = {k: v for k, v in raw.items() if k not in ("model", "encoding", "history_len")}
+        save_ranker(model, enc, raw["history_len"], out, extra)
+        (out / RESULT_FILE).write_text(json.dumps(asdict(result)))
+    close_distributed()
+    return 0
+
+
+def train_ranker_distributed(
+    model: DIGRanker,
+    enc: RankerEncoding,
+    history_len: int,
+    data: dict[str, torch.Tensor],
+    rp: RankerParams,
+    nproc: int,
+    scratch: Path,
+) -> tuple[DIGRanker, RankerTrainResult]:
+    """`train_ranker` in `nproc` torchrun processes (models/launch.py): the trained ranker and
+    the result; the hand-off folder `scratch` is removed afterwards."""
+    hand = Handoff.fresh(scratch)
+    save_prepared(hand.inputs, model, enc, history_len, data, rp)
+    torchrun("models.ranker.train", hand, nproc)
+    trained, _, _ = load_ranker(hand.outputs)
+    result = RankerTrainResult(**json.loads((hand.outputs / RESULT_FILE).read_text()))
+    hand.remove()
+    return trained, result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

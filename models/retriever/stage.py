@@ -11,7 +11,8 @@ A run folder (`<workdir>/models/retriever/day=<d>/`, or `.../<variant>/` for abl
   and the evaluated lists.
 
 `train_run` in steps: `prepare` (feature space, model, samples and their split), `plan_start`
-(warm or cold), `fit` (training with model selection on validation), `save`.
+(warm or cold), `fit` (training with model selection on validation; in `train.nproc_per_node`
+torchrun processes when > 1), `save`, `track` (the MLflow run, models/tracking.py).
 """
 
 from __future__ import annotations
@@ -32,10 +33,18 @@ from models.retriever.evaluate import beam_candidates, evaluate
 from models.retriever.paths import ItemPaths, load_item_paths, save_item_paths
 from models.retriever.protocol import Split, split_samples
 from models.retriever.samples import Samples, attach_profiles, build_samples, encode_batch
-from models.retriever.train import TrainResult, load_checkpoint, plot_losses, save_checkpoint, train
+from models.retriever.train import (
+    TrainResult,
+    load_checkpoint,
+    plot_losses,
+    save_checkpoint,
+    train,
+    train_distributed,
+)
 from models.retriever.trie import PathTrie
 from models.retriever.validation import BestCheckpoint, choose_item_head_weight
 from models.retriever.warm import warm_plan, warm_start
+from models.tracking import RunLink, add_to_run, start_run
 from models.training import WarmPlan, cold
 from sidflow.atomic import write_text_atomic
 from sidflow.config import Params, RetrieverModelParams
@@ -65,6 +74,8 @@ class RetrieverRun:
     cold_day: str
     selection: dict  # the checkpoint and item-head weight chosen on validation, never on test
     warm: dict  # the warm-start plan: reason, source run, rows copied
+    world_size: int = 1  # training processes (train.nproc_per_node)
+    mlflow: dict | None = None  # the MLflow run (models/tracking.RunLink)
     losses: list[tuple[int, float]] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -168,10 +179,13 @@ def plan_start(params: Params, prep: Prepared, day: dt.date, warm_from: Path | N
 
 
 def fit(
-    params: Params, prep: Prepared, plan: WarmPlan, progress: bool
+    params: Params, prep: Prepared, plan: WarmPlan, progress: bool, scratch: Path
 ) -> tuple[TrainResult, dict, dict[str, torch.Tensor]]:
     """Train; keep the validation-best checkpoint and item-head weight (when validation
-    exists and `retriever.train.eval_every` > 0). Returns (result, selection, train data)."""
+    exists and `retriever.train.eval_every` > 0). With `train.nproc_per_node` > 1, training
+    runs in that many torchrun processes (hand-off folder `scratch`) and keeps the last step's
+    weights: checkpoint selection on validation runs in one process only. Returns (result,
+    selection, train data)."""
     rp, parts = params.retriever, prep.parts
     tp = rp.train
     if plan.start == "warm":
@@ -188,9 +202,13 @@ def fit(
     data = encode_batch(
         prep.train, parts.space, parts.paths, mp.profile_fields, tp.engagement_weights
     )
-    every = tp.eval_every if prep.valid_data is not None else 0
+    nproc = params.train.nproc_per_node
+    every = tp.eval_every if prep.valid_data is not None and nproc == 1 else 0
     selector = BestCheckpoint(prep.valid_data, parts.trie, rp.eval.valid_beam) if every else None
-    result = train(parts.model, data, tp, progress=progress, eval_fn=selector, eval_every=every)
+    if nproc > 1:
+        result = train_distributed(parts.model, data, tp, nproc, scratch)
+    else:
+        result = train(parts.model, data, tp, progress=progress, eval_fn=selector, eval_every=every)
     selection: dict = {"checkpoint": f"last step ({result.steps})"}
     if selector is not None:
         selection["checkpoint"] = selector.restore(parts.model, result.evals)
@@ -242,7 +260,7 @@ def train_run(
     mp = model_params or params.retriever.model
     prep = prepare(params, events, items, users, sid_frame, day, mp, codebook_size, protocol)
     plan = plan_start(params, prep, day, warm_from)
-    result, selection, data = fit(params, prep, plan, progress)
+    result, selection, data = fit(params, prep, plan, progress, out / "torchrun")
     save(out, prep, day, protocol, result)
     parts = prep.parts
     run = RetrieverRun(
@@ -264,10 +282,51 @@ def train_run(
         cold_day=plan.cold_day or day.isoformat(),
         selection=selection,
         warm=plan.summary(),
+        world_size=result.world_size,
         losses=result.losses,
     )
+    link = track(params, run, result, mp, out)
+    run.mlflow = link.to_json() if link else None
     write_text_atomic(json.dumps(asdict(run), indent=2), out / "train.json")  # "finished"
     return run
+
+
+def track(
+    params: Params, run: RetrieverRun, result: TrainResult, mp: RetrieverModelParams, out: Path
+) -> RunLink | None:
+    """The run's MLflow record: settings, loss and validation curves, final figures."""
+    curves = {"train_loss": result.losses}
+    for step, metrics in result.evals:  # validation during training (model selection)
+        for key, value in metrics.items():
+            curves.setdefault(f"valid_{key}", []).append((step, value))
+    return start_run(
+        params,
+        f"retriever {run.day}",
+        {
+            "model": mp.model_dump(),
+            "train": params.retriever.train.model_dump(),
+            "warm_start": params.retriever.warm_start.model_dump(),
+            "nproc_per_node": params.train.nproc_per_node,
+        },
+        tags={
+            "sidflow.stage": "retriever",
+            "sidflow.day": run.day,
+            "sidflow.sid_version": str(run.sid_version),
+            "sidflow.start": run.start,
+            "sidflow.protocol": run.protocol,
+            "sidflow.run_folder": str(out),
+        },
+        curves=curves,
+        metrics={
+            "train_samples": run.train_samples,
+            "steps": run.steps,
+            "train_seconds": run.train_seconds,
+            "final_loss": run.final_loss,
+            "parameters": run.parameters,
+            "world_size": run.world_size,
+        },
+        artifacts=[out / "loss.png"],
+    )
 
 
 def eval_meta(samples: Samples, space, day: dt.date, protocol: str) -> dict:  # noqa: ANN001
@@ -316,6 +375,10 @@ def evaluate_run(params: Params, out: Path, progress: bool = False) -> Retriever
     )
     write_topk(out / TOPK_FILE, meta, paths, ranked)
     write_text_atomic(json.dumps(result.to_json(), indent=2), out / "metrics.json")
+    trained = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
+    add_to_run(
+        RunLink.from_json(trained.get("mlflow")), {f"test_{k}": v for k, v in metrics.items()}
+    )
     return result
 
 

@@ -7,13 +7,13 @@ checkpoints, tqdm, loss curve PNG.
 
 trains on a prepared folder (`save_prepared`): the model config, the item buffers and
 the encoded training tensors, so the same code runs in one process or many.
+`train_distributed` is what the stage calls when `train.nproc_per_node > 1` (models/launch.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,13 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from models.launch import Handoff, save_tensors, torchrun
 from models.retriever.model import UniRec, UniRecConfig
-from models.training import device_for_training, distributed, lr_at
+from models.training import (
+    autocast,
+    close_distributed,
+    device_for_training,
+    distributed,
+    init_distributed,
+    lr_at,
+)
 from sidflow.atomic import replacing
 from sidflow.config import RetrieverTrainParams
 
@@ -41,7 +48,28 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss)
     evals: list[tuple[int, dict]] = field(default_factory=list)  # (step, metrics)
     world_size: int = 1
-    samples_seen: int = 0
+    samples_seen: int = 0  # by rank 0 (each rank sees its shard of every batch)
+
+    def to_json(self) -> dict:
+        """What `main` writes to train.json (and `train_distributed` reads back)."""
+        return {
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "world_size": self.world_size,
+            "samples_seen_rank0": self.samples_seen,
+            "losses": self.losses,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> TrainResult:
+        """Inverse of `to_json`."""
+        return cls(
+            steps=raw["steps"],
+            seconds=raw["seconds"],
+            losses=[(int(s), float(v)) for s, v in raw["losses"]],
+            world_size=raw["world_size"],
+            samples_seen=raw["samples_seen_rank0"],
+        )
 
 
 def train(
@@ -97,7 +125,6 @@ def train(
     ema = None
     if params.ema_decay is not None:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay))
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     gen = torch.Generator().manual_seed(params.seed)
     result = TrainResult(steps=total, seconds=0.0, world_size=world)
     t0, step, running = time.perf_counter(), 0, []
@@ -112,10 +139,7 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, params.warmup_steps, params.lr)
             net.train()
-            if amp is not None:
-                with amp:
-                    loss = net(batch)
-            else:
+            with autocast(dev):
                 loss = net(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,7 +213,7 @@ def save_prepared(
     """Write what `python -m models.retriever.train --data folder` needs: init weights + tensors."""
     folder.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, folder / "init.safetensors")
-    save_file({k: v.contiguous() for k, v in data.items()}, str(folder / "train.safetensors"))
+    save_tensors(data, folder / "train.safetensors")
     (folder / "train_params.json").write_text(params.model_dump_json())
     return folder
 
@@ -233,31 +257,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     data_dir, out = Path(args.data), Path(args.out)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = distributed()
+    rank, _ = init_distributed()
     params = RetrieverTrainParams.model_validate_json((data_dir / "train_params.json").read_text())
     model = load_checkpoint(data_dir / "init.safetensors")
     data = load_file(str(data_dir / "train.safetensors"))
     result = train(model, data, params, progress=not args.no_progress)
     if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, out / "model.safetensors", {"steps": result.steps})
         plot_losses(result, out / "loss.png")
-        (out / "train.json").write_text(
-            json.dumps(
-                {
-                    "steps": result.steps,
-                    "seconds": result.seconds,
-                    "world_size": world,
-                    "samples_seen_rank0": result.samples_seen,
-                    "losses": result.losses,
-                }
-            )
-        )
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        (out / "train.json").write_text(json.dumps(result.to_json()))
+    close_distributed()
     return 0
+
+
+def train_distributed(
+    model: UniRec,
+    data: dict[str, torch.Tensor],
+    params: RetrieverTrainParams,
+    nproc: int,
+    scratch: Path,
+) -> TrainResult:
+    """`train` in `nproc` torchrun processes (models/launch.py): `model` gets the trained
+    weights; the hand-off folder `scratch` is removed afterwards."""
+    hand = Handoff.fresh(scratch)
+    save_prepared(hand.inputs, model, data, params)
+    torchrun("models.retriever.train", hand, nproc)
+    trained = load_checkpoint(hand.outputs / "model.safetensors")
+    model.load_state_dict(trained.state_dict())
+    result = TrainResult.from_json(json.loads((hand.outputs / "train.json").read_text()))
+    hand.remove()
+    return result
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ Public API (for the retriever and serving):
   `models.tokenizer.rq_kmeans.rq_kmeans(x, w, RQConfig(...))`: the algorithm itself.
 - `models.tokenizer.stage.run_sid_stage(params, data, out_dir, ...)`: the pipeline stage
   behind `sidflow sid build`, the DVC stages and the Dagster asset `sid_table`.
+- `models.tokenizer.versions`: the daily versions in DVC (add, push, checkout).
 
 Modules: rq_common (protocol), rq_reference (plain loops), rq_kmeans (torch), dedup,
 table, sids, incremental, metrics, plots, data, weights, semantic, collaborative,
-fusion, embeddings, dvc_hash, stage, cli.
+fusion, embeddings, dvc_hash, stage, versions.
 """
 
 import importlib

@@ -45,7 +45,7 @@ def _result(reports: Path, day: dt.date, stage: str, gates: list[g.Gate]) -> dg.
 def promoted_metrics(params: Params, stage: str) -> dict | None:
     """Metrics the promoted model was promoted with (None when nothing is promoted yet)."""
 
-    current = Registry(Workdir(params.workdir).registry).current()
+    current = Registry(Workdir.of(params).registry).current()
     promoted = current.get("promoted") if current else None
     return (promoted or {}).get("metrics", {}).get(stage)
 

@@ -27,7 +27,7 @@ from orchestration.assets.contract_checks import (
     contract_metadata,
     preview,
 )
-from orchestration.resources import SidflowResource, WarehouseResource
+from orchestration.resources import DUCKDB_WRITERS, SidflowResource, WarehouseResource
 
 OWNER = "team:data-platform"
 HISTORY_JOB = "history_backfill"
@@ -59,6 +59,7 @@ def build_history_assets() -> list[dg.AssetsDefinition]:
         group_name="ingest",
         kinds={"parquet", "duckdb", "great_expectations"},
         owners=[OWNER],
+        pool=DUCKDB_WRITERS,
         description="Every source day before the first daily partition, as one batch: "
         "landed as received, checked by the events, items and users contracts, written to "
         "the warehouse (replacing those days, never duplicating).",

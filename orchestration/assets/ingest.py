@@ -24,7 +24,7 @@ from orchestration.assets.contract_checks import (
     preview,
     rules_check,
 )
-from orchestration.resources import SidflowResource, WarehouseResource
+from orchestration.resources import DUCKDB_WRITERS, SidflowResource, WarehouseResource
 
 OWNER = "team:data-platform"
 
@@ -88,6 +88,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             owners=[OWNER],
             description=f"The {table} table as of the day: landed, contract-checked (the "
             "source's batch and any dropped in beside it), published when the gate passes.",
+            pool=DUCKDB_WRITERS,
             check_specs=[
                 dg.AssetCheckSpec(f"{table}_contract", asset=table, blocking=True),
                 dg.AssetCheckSpec(
@@ -188,6 +189,7 @@ def build_ingest_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         deps=[validated_events],
         kinds={"duckdb"},
         owners=[OWNER],
+        pool=DUCKDB_WRITERS,
         description="The day's staged events published: the warehouse rows (the day replaced, "
         "never duplicated), validated file, quarantine and Data Docs change together.",
     )

@@ -15,6 +15,7 @@ from ingestion.warehouse import Warehouse
 from models.alignment.run import align_run
 from models.ranker.stage import evaluate_run, train_run, warehouse_events
 from models.tokenizer.table import load_sid_table
+from orchestration.assets.cross_day import YESTERDAY, previous_note
 from orchestration.assets.retriever import _png_md, metrics_markdown
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.atomic import write_text_atomic
@@ -66,7 +67,12 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     @dg.asset(
         group_name="train",
         partitions_def=partitions,
-        deps=["sid_table", "feast_registry", "warehouse_events"],
+        deps=[
+            "sid_table",
+            "feast_registry",
+            "warehouse_events",
+            dg.AssetDep("ranker_model", partition_mapping=YESTERDAY),  # the warm start
+        ],
         kinds={"pytorch", "feast", "safetensors"},
         owners=[OWNER],
         description=(
@@ -87,6 +93,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
         (out / SKIPPED).unlink(missing_ok=True)
         sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
         events, items, users = warehouse_events(warehouse.warehouse, day, params.ranker.train_days)
+        prev = previous_run(out.parent, day)  # yesterday's weights: the daily warm start
         info = train_run(
             params,
             events,
@@ -97,7 +104,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             day,
             out,
             progress=False,
-            warm_from=previous_run(out.parent, day),
+            warm_from=prev,
         )
         s = info.samples
         final = info.final_loss or {}
@@ -111,6 +118,7 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "parameters": info.parameters,
                 "steps": info.steps,
                 "start": info.start,  # warm: from the previous day's weights
+                "warm_from": previous_note(prev, day),
                 "warm_start": dg.MetadataValue.json(info.warm),
                 "train_seconds": info.train_seconds,
                 **{f"final_loss_{k}": float(v) for k, v in final.items() if k != "step"},

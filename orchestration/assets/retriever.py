@@ -16,6 +16,7 @@ import dagster as dg
 from models.retriever.protocol import resolve_protocol
 from models.retriever.stage import evaluate_run, train_run, warehouse_inputs
 from models.tokenizer.table import load_sid_table
+from orchestration.assets.cross_day import YESTERDAY, previous_note
 from orchestration.resources import SidflowResource, WarehouseResource
 from sidflow.workdir import previous_run
 
@@ -47,7 +48,11 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     @dg.asset(
         group_name="train",
         partitions_def=partitions,
-        deps=["sid_table", "warehouse_events"],
+        deps=[
+            "sid_table",
+            "warehouse_events",
+            dg.AssetDep("retriever_model", partition_mapping=YESTERDAY),  # the warm start
+        ],
         kinds={"pytorch", "safetensors"},
         owners=[OWNER],
         description=(
@@ -93,6 +98,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
                 "train_seconds": info.train_seconds,
                 "protocol": protocol,  # held-out: day d's engagements, or leave-one-out
                 "start": info.start,  # warm: from the previous day's weights
+                "warm_from": previous_note(prev, day),
                 "warm_start": dg.MetadataValue.json(info.warm),
                 "final_loss": float(info.final_loss or 0.0),
                 "decoding_path": " -> ".join(info.path_fields),

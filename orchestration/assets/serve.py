@@ -12,11 +12,14 @@ the day's online A/B evidence from the exposure log shows its CTR within
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from models.tokenizer.dvc_hash import dvc_dir_hash
+from models.tokenizer.versions import recorded_version
+from models.tracking import RunLink, add_to_run
 from orchestration.resources import SidflowResource, WarehouseResource
 from serving.build import build_bento
 from serving.bundle import BundleManifest, histories, popularity, read_manifest, save_bundle
@@ -34,7 +37,7 @@ def ab_evidence(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.
     """Per bucket and model: requests, exposures, clicks and CTR of `day` (exposure log x
     the day's click events in the warehouse)."""
 
-    log = read_day(sidflow.paths.root, day)
+    log = read_day(sidflow.paths.exposure_logs, day)
     if log.empty:
         return {}
     clicks = warehouse.warehouse.query(
@@ -90,6 +93,24 @@ def serving_behaviour(events: pd.DataFrame) -> str:
     return str(engaged.value_counts().idxmax())
 
 
+def mlflow_runs(parts: dict[str, Path], aligned: Path | None, run: Path) -> dict[str, RunLink]:
+    """The MLflow runs behind a bundle's parts: the retriever's training run (and the alignment
+    run when the aligned retriever is served), the ranker's."""
+    out = {}
+    sources = {"retriever": run / "train.json"}
+    if aligned is not None:
+        sources["alignment"] = aligned / "metrics.json"
+    if "ranker" in parts:
+        sources["ranker"] = parts["ranker"] / "train.json"
+    for name, path in sources.items():
+        link = (
+            RunLink.from_json(json.loads(path.read_text()).get("mlflow")) if path.exists() else None
+        )
+        if link is not None and link.run_id:
+            out[name] = link
+    return out
+
+
 def build_serve_assets(
     partitions: dg.PartitionsDefinition, asset_keys: set[dg.AssetKey]
 ) -> list[dg.AssetsDefinition]:
@@ -142,17 +163,31 @@ def build_serve_assets(
         if ranker_metrics.exists():
             metrics["ranker"] = json.loads(ranker_metrics.read_text())
         first = wh.query("SELECT min(day) AS d FROM events")["d"].iloc[0]
+        artefacts = wd.sid_dir / f"day={day}" / "artefacts"
+        dvc_version = recorded_version(params, artefacts)  # added by sid_table
+        runs = mlflow_runs(parts, aligned if use_aligned else None, run)
         manifest = BundleManifest(
             day=day.isoformat(),
             # click where the source logs clicks, else its most common engagement (reviews)
             task_behaviour=serving_behaviour(events),
             sid_version=sid_metrics["version"],
-            sid_dvc_hash=dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts"),
+            sid_dvc_hash=dvc_version.md5 if dvc_version else dvc_dir_hash(artefacts),
             window=training_window(pd.Timestamp(first).date(), day, run),
             parts=sorted(parts),
             metrics=metrics,
+            sid_dvc_path=dvc_version.path if dvc_version else "",
+            sid_dvc_remote=dvc_version.remote if dvc_version else "",
+            mlflow_runs={k: v.to_json() for k, v in runs.items()},
         )
         tag = save_bundle(wd.root, day, parts, tables, manifest)
+        for link in runs.values():  # each model's MLflow run names the bundle that serves it
+            add_to_run(
+                link,
+                tags={
+                    "sidflow.bentoml_tag": tag,
+                    "sidflow.sid_dvc_hash": manifest.sid_dvc_hash,
+                },
+            )
         t0 = time.perf_counter()
         bento = build_bento(wd.root, tag)  # bentofile.yaml + this bundle, built offline
         build_s = round(time.perf_counter() - t0, 1)
@@ -168,6 +203,10 @@ def build_serve_assets(
                 "bento_build_s": build_s,
                 "sid_version": manifest.sid_version,
                 "sid_dvc_hash": manifest.sid_dvc_hash,
+                "sid_dvc_path": manifest.sid_dvc_path,
+                "mlflow_runs": dg.MetadataValue.json(
+                    {k: v["run_id"] for k, v in manifest.mlflow_runs.items()}
+                ),
                 "window": manifest.window,
                 "parts": dg.MetadataValue.json(manifest.parts),
                 "hr_at_50": metrics["retriever"].get("hr@50"),

@@ -3,8 +3,9 @@
 sid_table[d] covers the catalogue listed on day d, learnt from events through day d-1
 (day d's engagements are what the retriever evaluates on). It runs the same entry point
 as `sidflow sid build` and the DVC stages (`models.tokenizer.stage.run_sid_stage`),
-starting from the latest earlier version (incremental or warm-started rebuild), and
-records the DVC content hash of its artefacts folder as the asset's data version.
+starting from the latest earlier version (incremental or warm-started rebuild). The version is
+added to the working folder's DVC store and pushed to `dvc.remote_url`
+(models/tokenizer/versions.py); its DVC directory hash is the asset's data version.
 """
 
 import base64
@@ -18,6 +19,8 @@ from features.store import item_weights
 from models.retriever.protocol import held_out_event_ids, resolve_protocol
 from models.tokenizer.metrics import concentration_table
 from models.tokenizer.stage import previous_day_dir, run_sid_stage
+from models.tokenizer.versions import add_version
+from orchestration.assets.cross_day import YESTERDAY, previous_note
 from orchestration.resources import SidflowResource, WarehouseResource
 
 OWNER = "team:ml-tokenizer"
@@ -74,10 +77,8 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         deps=[
             "items",
             "warehouse_events",  # the stage reads events through d-1 from the warehouse
-            dg.AssetDep(
-                "feature_tables",  # exposure weights through d-1 (issue 3)
-                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
-            ),
+            dg.AssetDep("feature_tables", partition_mapping=YESTERDAY),  # weights through d-1
+            dg.AssetDep("sid_table", partition_mapping=YESTERDAY),  # the version it updates
         ],
         kinds={"pytorch", "parquet", "safetensors"},
         owners=[OWNER],
@@ -129,17 +130,24 @@ def build_sid_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             events_through=through,
             held_out=held_out,
         )
+        version = add_version(params, res.artefacts)  # dvc add + dvc push
+        if version.md5 != res.data_version:
+            raise RuntimeError(
+                f"DVC hashed {res.artefacts} {version.md5}, sidflow {res.data_version}"
+            )
         m = res.metrics
         main = m[m["table_method"]]
         churn = m["churn"] or {}
         yield dg.MaterializeResult(
-            data_version=dg.DataVersion(res.data_version),
+            data_version=dg.DataVersion(version.md5),
             metadata={
                 "version": m["version"],
-                "dvc_hash": res.data_version,
+                "dvc_hash": version.md5,
+                "dvc_path": version.path,  # in the working folder's DVC store (sid/)
+                "dvc_remote": version.remote or "not pushed (dvc.push: false)",
                 "mode": m["mode"],
                 "mode_reason": m["mode_reason"],
-                "previous": str(previous) if previous else "none",
+                "previous": previous_note(previous, day),
                 "items": m["items"],
                 "new_items": m["new_items"] or 0,
                 "embedding": m["embedding"],
