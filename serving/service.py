@@ -28,7 +28,7 @@ import sidflow  # noqa: F401  (telemetry off)
 from serving.ab import override
 from serving.recommender import Request, Served
 from serving.router import NoModelError, ServingApp
-from serving.telemetry import Metrics, install_bad_request_log
+from serving.telemetry import Metrics, install_bad_request_log, process_metrics
 from sidflow.config import load_params
 
 PARAMS = load_params()
@@ -115,7 +115,9 @@ class Sidflow:
 
     def __init__(self) -> None:
         torch.set_num_threads(SP.torch_threads)
-        self.metrics = Metrics()  # here, not at import: the worker's Prometheus set-up is done
+        self.metrics = (
+            process_metrics()
+        )  # here, not at import: the worker's Prometheus set-up is done
         install_bad_request_log(self.metrics.error)  # a 400 is one WARNING line, no traceback
         self.app = ServingApp(PARAMS)
         self.batcher = MicroBatcher(self.app, SP.batch_wait_ms, SP.max_batch, self.metrics)

@@ -82,6 +82,17 @@ class Metrics:
         self.errors.labels(bucket, model, str(status)).inc()
 
 
+_METRICS: Metrics | None = None
+
+
+def process_metrics() -> Metrics:
+    """This process's `Metrics` (Prometheus refuses a metric registered twice)."""
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = Metrics()
+    return _METRICS
+
+
 def describe_rejection(exc: BaseException) -> tuple[int, str] | None:
     """(status, 'field: reason; ...') of a pydantic ValidationError (400) or a BentoML 4xx;
     None for anything else (a server error keeps its traceback)."""
