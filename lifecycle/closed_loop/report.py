@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from serving.abstats import (  # noqa: E402
@@ -119,15 +120,16 @@ def plot_lifts(lifts: pd.DataFrame, path: Path) -> None:
         m = lifts[lifts["metric"] == metric]
         for j, (arm, ref) in enumerate(pairs):
             r = m[(m["arm"] == arm) & (m["reference"] == ref)]
-            x = r["day"].map(x_of) + (j - (len(pairs) - 1) / 2) * 0.12
-            y = 100 * r["lift"]
-            err = [100 * (r["lift"] - r["lift_low"]), 100 * (r["lift_high"] - r["lift"])]
+            x = r["day"].map(x_of).to_numpy() + (j - (len(pairs) - 1) / 2) * 0.12
+            y = 100 * r["lift"].to_numpy()
+            err = 100 * np.abs(r[["lift_low", "lift_high"]].to_numpy().T - r["lift"].to_numpy())
             ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=f"{arm} vs {ref}")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{LABELS[metric]} lift, % (95% CI over users)")
         ax.set_xticks(range(len(day_names)), day_names, rotation=30)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(pairs), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
