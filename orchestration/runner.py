@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -41,6 +43,59 @@ class HistoryRun:
     signature: str
 
 
+STEP_END = {
+    dg.DagsterEventType.STEP_SUCCESS: "ok",
+    dg.DagsterEventType.STEP_FAILURE: "FAILED",
+    dg.DagsterEventType.STEP_SKIPPED: "skipped",
+}
+
+
+@dataclass
+class StepProgress:
+    """A Dagster event listener (`DagsterInstance.add_event_listener`): one line when a step
+    (an asset, an asset check) starts and one when it ends, with its partition and seconds,
+    timed by the events' own timestamps."""
+
+    partition: str
+    out: Callable[[str], None]
+    started: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, entry) -> None:  # noqa: ANN001 - dagster EventLogEntry
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            return
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            self.started[event.step_key] = entry.timestamp
+            self.out(f"  [{self.partition}]   {event.step_key:<28} started")
+        elif kind in STEP_END:
+            t0 = self.started.pop(event.step_key, entry.timestamp)
+            self.out(
+                f"  [{self.partition}]   {event.step_key:<28} {STEP_END[kind]:<8} "
+                f"{entry.timestamp - t0:7.1f}s"
+            )
+
+
+def _execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    log_level: str,
+    partition: str | None,
+    progress: Callable[[str], None] | None,
+) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process`, reporting each step's start and end to `progress`."""
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(run_id, StepProgress(partition or "history", progress))
+    return job.execute_in_process(
+        partition_key=partition,
+        instance=instance,
+        raise_on_error=False,
+        run_id=run_id,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+
+
 def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     return [
         f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:"
@@ -57,9 +112,11 @@ def run_history(
     cal: SourceCalendar,
     overrides: dict[str, str] | None = None,
     log_level: str = "WARNING",
+    progress: Callable[[str], None] | None = None,
 ) -> HistoryRun | None:
     """Load the history batch (the `history_backfill` job) unless the latest materialization
-    of `history_events` holds the same content signature. None when there is no history."""
+    of `history_events` holds the same content signature. None when there is no history.
+    `progress` gets a line as each step starts and ends."""
     if cal.history is None:
         return None
     ensure_dagster_home(params)
@@ -70,11 +127,7 @@ def run_history(
         if done is not None and done.value == signature:
             return HistoryRun(*cal.history, None, True, [], signature)
         job = build_definitions(params, overrides).resolve_job_def(HISTORY_JOB)
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
+        result = _execute(job, instance, log_level, None, progress)
     return HistoryRun(
         *cal.history, result.run_id, result.success, _failed_checks(result), signature
     )
@@ -86,11 +139,13 @@ def run_days(
     overrides: dict[str, str] | None = None,
     log_level: str = "WARNING",
     train_days: list[dt.date] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[DayRun]:
     """Materialize the daily job for each day, in order, on the working folder's instance.
 
     `train_days` (default: every day) get the whole graph; the other days only the data job
     (ingest, contracts, warehouse, features): catching up history without retraining daily.
+    `progress` gets a line as each step (asset, asset check) starts and ends.
     """
     ensure_dagster_home(params)
     defs = build_definitions(params, overrides)
@@ -100,12 +155,9 @@ def run_days(
     with dg.DagsterInstance.get() as instance:
         for day in days:
             job = full if day in train else data
-            result = job.execute_in_process(
-                partition_key=day.isoformat(),
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            )
+            if progress is not None:
+                progress(f"  [{day}] {job.name}")
+            result = _execute(job, instance, log_level, day.isoformat(), progress)
             out.append(DayRun(day, result.run_id, result.success, _failed_checks(result), job.name))
     return out
 

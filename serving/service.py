@@ -7,7 +7,9 @@ POST /metadata -> the promoted and candidate versions with their SID versions an
 Requests that queue while a pass runs are answered together by the next beam-search pass
 (at most `serving.max_batch`; `MicroBatcher`): no added wait when the service is idle,
 batches as large as the load under load. `serving.batch_wait_ms` > 0 adds a wait for more.
-Malformed input is rejected by the pydantic model with a 400 naming the field.
+Malformed input is rejected by the pydantic model with a 400 naming the field, logged as one
+WARNING line (`serving/telemetry.py`). /metrics (BentoML's) also carries sidflow's metrics per
+bucket and model: requests, errors, latency, fallbacks, beam batch sizes.
 """
 
 import asyncio
@@ -26,6 +28,7 @@ import sidflow  # noqa: F401  (telemetry off)
 from serving.ab import override
 from serving.recommender import Request, Served
 from serving.router import NoModelError, ServingApp
+from serving.telemetry import Metrics, install_bad_request_log, process_metrics
 from sidflow.config import load_params
 
 PARAMS = load_params()
@@ -56,8 +59,11 @@ class MicroBatcher:
     ran (up to `max_batch`), then waits at most `wait_ms` more for others.
     """
 
-    def __init__(self, app: ServingApp, wait_ms: float, max_batch: int):
+    def __init__(
+        self, app: ServingApp, wait_ms: float, max_batch: int, metrics: Metrics | None = None
+    ):
         self.app, self.wait, self.max_batch = app, wait_ms / 1000.0, max_batch
+        self.metrics = metrics
         self.queue: asyncio.Queue = asyncio.Queue()
         self.worker: asyncio.Task | None = None
 
@@ -90,6 +96,8 @@ class MicroBatcher:
                 t0 = time.perf_counter()
                 served = await asyncio.to_thread(self.app.handle, list(reqs), None, list(buckets))
                 handle_ms = (time.perf_counter() - t0) * 1e3
+                if self.metrics is not None:
+                    self.metrics.batch(served)
                 for fut, s, q in zip(futs, served, queued, strict=True):
                     fut.set_result((s, BatchTiming((t0 - q) * 1e3, handle_ms, len(batch))))
             except Exception as err:  # noqa: BLE001 - every waiting request gets the error
@@ -107,8 +115,12 @@ class Sidflow:
 
     def __init__(self) -> None:
         torch.set_num_threads(SP.torch_threads)
+        self.metrics = (
+            process_metrics()
+        )  # here, not at import: the worker's Prometheus set-up is done
+        install_bad_request_log(self.metrics.error)  # a 400 is one WARNING line, no traceback
         self.app = ServingApp(PARAMS)
-        self.batcher = MicroBatcher(self.app, SP.batch_wait_ms, SP.max_batch)
+        self.batcher = MicroBatcher(self.app, SP.batch_wait_ms, SP.max_batch, self.metrics)
 
     def __is_ready__(self) -> bool:
         return self.app.ready()
@@ -129,6 +141,7 @@ class Sidflow:
         if headers.get(QA_BUCKET_HEADER):
             bucket = override(SP, headers.get(QA_BUCKET_HEADER), headers.get(QA_TOKEN_HEADER))
             if bucket is None:
+                self.metrics.error(403)
                 ctx.response.status_code = 403
                 return {"error": f"{QA_BUCKET_HEADER} needs a valid {QA_TOKEN_HEADER}"}
             forced = bucket.name
@@ -137,8 +150,12 @@ class Sidflow:
                 Request(user_id, scene, k, list(history or [])), forced
             )
         except NoModelError as err:
+            self.metrics.error(503)
             ctx.response.status_code = 503
             return {"error": str(err)}
+        except Exception:
+            self.metrics.error(500)
+            raise  # BentoML answers 500 and logs the traceback
         version = self.app.state()
         sid = next(
             (
@@ -167,6 +184,7 @@ class Sidflow:
                 for i, x in zip(s.rec.items, s.rec.scores, strict=True)
             ],
         }
+        self.metrics.served(s, time.perf_counter() - t_in)
         # Serialised here: BentoML's generic path rebuilds the output's JSON schema on every
         # response (~1 ms on this CPU); a Response is sent as it is.
         return Response(to_json(body), media_type="application/json")  # type: ignore[return-value]

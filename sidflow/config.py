@@ -431,6 +431,9 @@ class SimulationParams(Strict):
     days: int = Field(1, ge=0)  # served days; daily partitions extend this far past the world
     user_fraction: float = Field(0.25, gt=0, le=1)  # share of the world's users who send requests
     seed: int = 11  # response draws
+    # share of the requesting users (a stable hash of the salt and user id) served by the
+    # world's logging policy: the status-quo arm the models' lifts are measured against
+    status_quo_share: float = Field(0.2, ge=0, lt=1)
 
 
 class BucketParams(Strict):
@@ -439,6 +442,23 @@ class BucketParams(Strict):
     name: str = Field(min_length=1, max_length=32)
     share: float = Field(gt=0, le=1)
     model: Literal["promoted", "candidate"]
+
+
+AbMetric = Literal["ctr", "purchases_per_request", "gmv_per_request"]
+
+
+class AbTestParams(Strict):
+    """The online A/B decision (serving/abstats.py): intervals over users, SRM, guardrails."""
+
+    primary_metric: AbMetric = "ctr"  # its lift's interval must lie above 0 to promote
+    guardrails: list[AbMetric] = ["purchases_per_request"]  # a significant drop blocks promotion
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # two-sided interval level
+    interval: Literal["delta", "bootstrap"] = "delta"  # delta method | user-level bootstrap
+    bootstrap_samples: int = Field(2000, ge=100)
+    seed: int = 0  # bootstrap draws
+    min_users: int = Field(200, ge=2)  # per arm, before any decision
+    min_requests: int = Field(400, ge=1)  # per arm, before any decision
+    srm_alpha: float = Field(0.001, gt=0, lt=1)  # SRM chi-square p below this: no decision
 
 
 class ServingParams(Strict):
@@ -469,8 +489,7 @@ class ServingParams(Strict):
     # working folder. A shared folder lets several serving replicas and the pipeline meet.
     registry_path: Path | None = None
     exposure_log_dir: Path | None = None
-    ab_min_requests: int = Field(200, ge=1)  # per bucket, before the A/B result decides
-    ab_max_ctr_drop: float = Field(0.02, ge=0)  # candidate promoted if CTR >= control's * (1 - x)
+    ab: AbTestParams = AbTestParams()  # when the online A/B evidence promotes a candidate
 
     @model_validator(mode="after")
     def _shares_sum_to_one(self) -> ServingParams:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,11 @@ def test_history_batch_then_daily_partitions_to_a_promoted_bundle(own):
         str(first_daily + dt.timedelta(days=k)) for k in range(RECENT_DAYS)
     ]
     assert all(line.rstrip().endswith("ok") for line in daily), run.stdout
+    # each asset's start and end as it runs: name, partition, seconds
+    assert f"  [{LAST}]   sid_table                    started" in run.stdout
+    ends = re.findall(rf"\[{LAST}\]   (\w+) +ok +([\d.]+)s", run.stdout)
+    assert {"sid_table", "retriever_model", "promotion"} <= {name for name, _ in ends}
+    assert any("history_events" in line and "ok" in line for line in run.stdout.splitlines())
     # every row of the source is in the warehouse, once
     wh = Warehouse(Workdir(own["work"]).warehouse)
     assert wh.counts()["events"] == len(own["tables"]["events"])

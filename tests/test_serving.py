@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from quick_graph import quick_params_file
@@ -60,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     except RuntimeError as err:
         proc.kill()
         pytest.fail(f"{err}: {(root / 'serve.log').read_text()[-2000:]}")
-    yield url, params
+    yield url, params, root / "serve.log"
     proc.terminate()
     proc.wait(20)
     log.close()
@@ -73,7 +74,7 @@ def _post(url: str, body: object, **kw) -> httpx.Response:
 
 
 def test_recommendations_come_from_the_catalogue(served):
-    url, params = served
+    url, params, _ = served
     catalogue = set(
         pd.read_parquet(
             Workdir(params.workdir).raw_dir("items", params.world.days()[-1]) / "world.parquet"
@@ -100,7 +101,7 @@ def test_recommendations_come_from_the_catalogue(served):
 def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
     from serving.build import bento_manifest
 
-    url, params = served
+    url, params, _ = served
     stages = {
         _post(url, {"user_id": f"u{i:07d}", "scene": "feed", "k": 5}).json()["stage"]
         for i in range(20)
@@ -120,7 +121,7 @@ def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
 
 
 def test_buckets_are_sticky_and_near_their_shares(served):
-    url, params = served
+    url, params, _ = served
     sp = params.serving
     first = {
         u: _post(url, {"user_id": u, "scene": "feed", "k": 1}).json()["bucket"]
@@ -139,7 +140,7 @@ def test_buckets_are_sticky_and_near_their_shares(served):
 
 
 def test_qa_override_needs_the_token(served):
-    url, _ = served
+    url, _, _ = served
     body = {"user_id": "u0000001", "scene": "feed", "k": 2}
     ok = _post(url, body, headers={"x-sidflow-bucket": "treatment", "x-sidflow-qa-token": QA_TOKEN})
     assert ok.status_code == 200 and ok.json()["bucket"] == "treatment"
@@ -166,7 +167,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("body", "field"), MALFORMED)
 def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
-    url, _ = served
+    url, _, _ = served
     if isinstance(body, str):
         r = httpx.post(
             f"{url}/recommend",
@@ -181,8 +182,30 @@ def test_malformed_requests_get_4xx_naming_the_field(served, body, field):
         assert field in r.text
 
 
+def test_rejections_are_warning_lines_and_metrics_are_on_the_metrics_endpoint(served):
+    """After the malformed requests above: each 400 is one WARNING line naming the field and
+    the reason, with no traceback; /metrics counts requests, errors, latency, fallbacks and
+    beam batch sizes per bucket and model."""
+    url, _, log_path = served
+    assert _post(url, {"user_id": "u1; DROP TABLE", "scene": "feed"}).status_code == 400
+    for i in range(6):
+        assert _post(url, {"user_id": f"u{i:07d}", "scene": "feed", "k": 3}).status_code == 200
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    time.sleep(0.5)  # the worker's log lines reach the file
+    log = log_path.read_text()
+    assert "Traceback" not in log and "ValidationError" not in log
+    rejected = [line for line in log.splitlines() if "rejected request POST /recommend" in line]
+    assert any("user_id: String should match pattern" in line for line in rejected), log[-3000:]
+    assert all("WARNING" in line for line in rejected)
+    assert 'sidflow_request_errors_total{bucket="-",model="-",status="400"}' in metrics
+    assert 'sidflow_requests_total{bucket="control",model="' in metrics
+    for name in ("sidflow_request_latency_seconds_bucket", "sidflow_beam_batch_size_bucket"):
+        assert name in metrics, metrics[-2000:]
+    assert "bentoml_service_request_total" in metrics  # BentoML's own metrics stay
+
+
 def test_logs_round_trip_through_ingestion(served):
-    url, params = served
+    url, params, _ = served
     wd = Workdir.of(params)
     ids = [
         _post(url, {"user_id": f"u{i:07d}", "scene": "similar", "k": 4}).json()["request_id"]
@@ -199,7 +222,7 @@ def test_logs_round_trip_through_ingestion(served):
 
 
 def test_a_model_swap_under_load_loses_no_request(served):
-    url, params = served
+    url, params, _ = served
     wd = Workdir.of(params)
     registry = Registry(wd.registry)
     before = registry.current()["promoted"]
@@ -233,9 +256,14 @@ def test_a_model_swap_under_load_loses_no_request(served):
 
 
 def test_closed_loop_simulation_serves_ingests_and_reports(served):
-    from lifecycle.closed_loop.simulate import SERVED_BATCH, simulate
+    from lifecycle.closed_loop.simulate import (
+        SERVED_BATCH,
+        STATUS_QUO,
+        STATUS_QUO_BATCH,
+        simulate,
+    )
 
-    _, params = served
+    _, params, _ = served
     result = simulate(params, {})
     [day] = result["days"]
     assert result["bootstrap"] == []  # a model was already promoted
@@ -244,9 +272,11 @@ def test_closed_loop_simulation_serves_ingests_and_reports(served):
     assert served_day == params.world.days()[-1] + dt.timedelta(days=1)
     assert (wd.raw_dir("events", served_day) / SERVED_BATCH).exists()
     buckets = {b["bucket"]: b for b in day["buckets"]}
-    assert set(buckets) <= {"control", "treatment"} and sum(
-        b["requests"] for b in buckets.values()
-    ) == len(read_day(wd.exposure_logs, served_day)["request_id"].unique())
+    assert set(buckets) <= {"control", "treatment", STATUS_QUO} and STATUS_QUO in buckets
+    assert sum(b["requests"] for k, b in buckets.items() if k != STATUS_QUO) == len(
+        read_day(wd.exposure_logs, served_day)["request_id"].unique()
+    )
+    assert (wd.raw_dir("events", served_day) / STATUS_QUO_BATCH).exists()
     exposures = (
         Warehouse(wd.warehouse)
         .query(
@@ -255,5 +285,17 @@ def test_closed_loop_simulation_serves_ingests_and_reports(served):
         )["n"]
         .iloc[0]
     )
-    assert exposures == sum(b["exposures"] for b in buckets.values())  # the log was ingested
-    assert Path(result["paths"]["md"]).read_text().count(day["day"]) >= 2
+    # the exposure log and the status quo's exposures were ingested
+    assert exposures == sum(b["exposures"] for b in buckets.values())
+    # lifts with intervals over users: the model arms against control and the status quo
+    pairs = {(c["arm"], c["reference"], c["metric"]) for c in day["lifts"]}
+    assert ("control", STATUS_QUO, "ctr") in pairs
+    # (a tiny day: a metric with no purchase in the reference arm has no finite lift)
+    finite = [
+        c for c in day["lifts"] if np.isfinite([c["lift_low"], c["lift"], c["lift_high"]]).all()
+    ]
+    assert finite and all(c["lift_low"] <= c["lift"] <= c["lift_high"] for c in finite)
+    assert set(day["srm"]["expected"]) == set(buckets)
+    md = Path(result["paths"]["md"]).read_text()
+    assert md.count(day["day"]) >= 2 and "control vs status_quo" in md and "SRM" in md
+    assert Path(result["paths"]["lifts"]).exists()

@@ -2,7 +2,8 @@
 
 `day_requests` draws a day's requests the way the logging-policy simulator does (Poisson per
 user scaled by activity, scenes by share), so a served day has the volume of a logged day.
-`responses_to_events` turns the lists a recommender showed into the world's clicks, carts and
+`status_quo_lists` answers requests with the world's logging policy (what ran before any
+model: the status-quo arm of the A/B report). `responses_to_events` turns the lists a recommender showed into the world's clicks, carts and
 purchases (ground-truth preference with position bias), as canonical events that share the
 exposure's `request_id` and `position`.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ingestion.world import World
-from ingestion.world.simulator import SCENE_SHARE, SCENES, SECONDS_PER_DAY
+from ingestion.world.simulator import SCENE_SHARE, SCENES, SECONDS_PER_DAY, policy_lists
 
 
 def day_requests(world: World, day: dt.date, fraction: float = 1.0) -> pd.DataFrame:
@@ -40,6 +41,34 @@ def day_requests(world: World, day: dt.date, fraction: float = 1.0) -> pd.DataFr
             "scene": np.array(SCENES)[scene[order]],
         }
     )
+
+
+def status_quo_lists(world: World, requests: pd.DataFrame, day: dt.date, seed: int) -> pd.DataFrame:
+    """The logging policy's lists for `requests` (request_id, ts, user_id, scene): one row per
+    shown slot (request_id, ts, user_id, scene, item_id, position), as the simulator shows them
+    on a logged day (`simulator.policy_lists`)."""
+    cols = ["request_id", "ts", "user_id", "scene", "item_id", "position"]
+    if requests.empty:
+        return pd.DataFrame(columns=cols)
+    rng = np.random.default_rng([seed, 9_000 + world.day_index(day)])
+    users = np.array([world._user_index[u] for u in requests["user_id"]])
+    scene = np.array([SCENES.index(s) for s in requests["scene"]])
+    k = world.params.items_per_request
+    shown, valid = policy_lists(
+        world.catalog,
+        world.population,
+        world.preference,
+        world.day_index(day),
+        users,
+        scene,
+        k,
+        rng,
+    )
+    r, p = np.nonzero(valid)
+    out = requests.iloc[r][["request_id", "ts", "user_id", "scene"]].reset_index(drop=True)
+    out["item_id"] = np.asarray(world.catalog.item_ids)[shown[r, p]]
+    out["position"] = p
+    return out[cols]
 
 
 def responses_to_events(world: World, shown: pd.DataFrame, seed: int) -> pd.DataFrame:

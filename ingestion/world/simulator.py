@@ -58,18 +58,21 @@ def _sample_rows(probs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
     return (idx - np.arange(rows)[:, None] * k).clip(0, k - 1)
 
 
-def simulate_day(
+def policy_lists(
     catalog: Catalog,
     population: Population,
     preference: Preference,
-    date: dt.date,
     day_index: int,
-    seed: int,
-    requests_per_user: float,
-    items_per_request: int,
-) -> pd.DataFrame:
-    """Canonical `events` of one day: exposures, then clicks, carts and purchases."""
-    rng = np.random.default_rng([seed, 1_000 + day_index])
+    users: np.ndarray,
+    scene: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logging policy's lists: what the status quo shows `users[r]` in `SCENES[scene[r]]`.
+
+    Returns (shown item indices (R, k), valid (R, k): False where the pool ran short).
+    """
+    R, C = len(users), k * CANDIDATES_PER_SLOT
     tree = catalog.tree
     avail = catalog.available(day_index)
     pop = catalog.item_popularity[avail]
@@ -77,15 +80,6 @@ def simulate_day(
     by_l2 = GroupSampler(avail, tree.l3_parent[catalog.item_l3[avail]], pop, len(tree.l2_names))
     by_brand = GroupSampler(avail, catalog.item_brand[avail], pop, len(catalog.brand_names))
     global_cum = np.cumsum(pop)
-
-    # Requests: Poisson per user, scaled by the user's activity.
-    n_req = rng.poisson(requests_per_user * population.activity)
-    users = np.repeat(np.arange(population.n_users), n_req)
-    R, k = len(users), items_per_request
-    C = k * CANDIDATES_PER_SLOT
-    if R == 0:
-        return _empty_events()
-    scene = rng.choice(len(SCENES), R, p=SCENE_SHARE)
     interest = population.interest_l3[users]
     intent_leaf = _sample_rows(interest, 1, rng)[:, 0]  # (R,) the request's main leaf
     cand_leaf = _sample_rows(interest, C, rng)  # (R, C) leaves for feed candidates
@@ -121,6 +115,30 @@ def simulate_day(
     top = np.argsort(-score_sorted, axis=1, kind="stable")[:, :k]
     shown = np.take_along_axis(sorted_c, top, 1)  # (R, k)
     valid = np.isfinite(np.take_along_axis(score_sorted, top, 1))
+    return shown, valid
+
+
+def simulate_day(
+    catalog: Catalog,
+    population: Population,
+    preference: Preference,
+    date: dt.date,
+    day_index: int,
+    seed: int,
+    requests_per_user: float,
+    items_per_request: int,
+) -> pd.DataFrame:
+    """Canonical `events` of one day: exposures, then clicks, carts and purchases."""
+    rng = np.random.default_rng([seed, 1_000 + day_index])
+
+    # Requests: Poisson per user, scaled by the user's activity.
+    n_req = rng.poisson(requests_per_user * population.activity)
+    users = np.repeat(np.arange(population.n_users), n_req)
+    R, k = len(users), items_per_request
+    if R == 0:
+        return _empty_events()
+    scene = rng.choice(len(SCENES), R, p=SCENE_SHARE)
+    shown, valid = policy_lists(catalog, population, preference, day_index, users, scene, k, rng)
     positions = np.broadcast_to(np.arange(k), (R, k))
     scene_names = np.array(SCENES)[scene]
     resp = preference.respond(

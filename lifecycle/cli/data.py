@@ -173,6 +173,11 @@ def day_out_of_range(day: dt.date, days: list[dt.date], cal) -> str | None:  # n
     return f"no data for {day}: {cal.describe()}, and nothing was landed for that day"
 
 
+def _progress(line: str) -> None:
+    """Each Dagster step as it starts and ends (orchestration.runner.StepProgress)."""
+    print(line, flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the source's calendar through Dagster: the history batch once, then its days."""
     from ingestion.calendar import EmptySourceError, daily_days, resolve_calendar
@@ -198,7 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"sidflow run: {cal.describe()}")
     from orchestration.runner import run_days, run_history, summarize  # Dagster: a heavy import
 
-    hist = run_history(params, source, cal, overrides(args))
+    progress = None if args.quiet else _progress
+    hist = run_history(params, source, cal, overrides(args), progress=progress)
     if hist is not None:
         if hist.run_id is None:
             what = "up to date (same content as the last load)"
@@ -218,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         train_days: list[dt.date] | None = []
     else:
         train_days = None if args.train_every_day else days[-1:]
-    runs = run_days(params, days, overrides(args), train_days=train_days)
+    runs = run_days(params, days, overrides(args), train_days=train_days, progress=progress)
     summary = summarize(params, days)
     for r in runs:
         status = "ok" if r.success else f"STOPPED ({', '.join(r.failed_checks) or 'step failed'})"
@@ -304,6 +310,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the whole graph on every day (default: data stages only before the last day)",
     )
+    s.add_argument("--quiet", action="store_true", help="no line per asset as it starts and ends")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("features", help="compute feature tables (DuckDB SQL) for a day or all days")

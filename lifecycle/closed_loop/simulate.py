@@ -2,12 +2,16 @@
 
 1. Bootstrap (once): the world's logged days through the data job, the last one through the
    whole graph, so a first candidate is gated and promoted.
-2. Each served day d: the world's users send their requests; the serving code answers them
-   (A/B bucket, retriever, Feast online features, ranker) and logs the exposures; the world
-   responds (clicks, carts, purchases); exposures and responses land as day d's raw events;
-   the daily job ingests them, retrains, gates and promotes (or not).
-3. The report: per day and bucket CTR, purchases, GMV; HR@K of the day's candidate; which
-   gates missed; what serves afterwards.
+2. Each served day d: the world's users send their requests. A stable share of the users
+   (`simulation.status_quo_share`) is the status-quo arm: the world's logging policy answers
+   them, as it did on the logged days. The serving code answers everyone else (A/B bucket,
+   retriever, Feast online features, ranker) and logs the exposures; the world responds
+   (clicks, carts, purchases); the exposure log, the status quo's exposures and every
+   response land as day d's raw events; the daily job ingests them, retrains, gates and
+   decides the A/B test (`serving/abstats.py`), promoting the candidate or not.
+3. The report: per day and arm CTR, purchases, GMV; each arm's lift over control and the
+   models' lifts over the status quo with 95% intervals over users; the SRM check; the
+   promotion decision; HR@K of the day's candidate; which gates missed; what serves after.
 """
 
 from __future__ import annotations
@@ -23,10 +27,19 @@ from tqdm import tqdm
 
 from ingestion.canonical import write_parquet_atomic
 from ingestion.world import World
-from ingestion.world.closed_loop import day_requests, responses_to_events
-from lifecycle.closed_loop.report import bucket_metrics, write_report
+from ingestion.world.closed_loop import day_requests, responses_to_events, status_quo_lists
+from lifecycle.closed_loop.report import (
+    STATUS_QUO,
+    ab_analysis,
+    bucket_metrics,
+    decision_text,
+    srm_text,
+    write_report,
+)
 from orchestration import gate_rules as gates
 from orchestration.runner import run_days
+from serving.ab import unit_interval
+from serving.abstats import LABELS
 from serving.exposure_log import land_day, log_dir
 from serving.recommender import Request
 from serving.router import ServingApp
@@ -35,6 +48,8 @@ from sidflow.registry import Registry
 from sidflow.workdir import Workdir
 
 SERVED_BATCH = "served.parquet"  # a served day's exposure log, landed as a raw events batch
+STATUS_QUO_BATCH = "status_quo.parquet"  # the status-quo arm's exposures (the logging policy)
+STATUS_QUO_MODEL = "logging-policy"
 RESPONSES_BATCH = "responses.parquet"  # the world's responses to it (client event stream)
 
 
@@ -67,7 +82,9 @@ def serve_day(
         log_dir(wd.exposure_logs, day), ignore_errors=True
     )  # a re-run serves the day afresh
     app = ServingApp(params)
-    requests = day_requests(world, day, params.simulation.user_fraction)
+    everyone = day_requests(world, day, params.simulation.user_fraction)
+    sq = status_quo_users(params, everyone["user_id"])
+    requests = everyone[~sq]
     k = params.world.items_per_request
     shown = []
     for s in tqdm(range(0, len(requests), batch), desc=f"serving {day}", unit="batch", leave=False):
@@ -89,12 +106,48 @@ def serve_day(
                     }
                 )
             )
+    status_quo = status_quo_lists(world, everyone[sq], day, params.simulation.seed)
+    shown.append(status_quo.assign(bucket=STATUS_QUO, model=STATUS_QUO_MODEL, fallback=False))
     shown_df = pd.concat(shown, ignore_index=True)
     responses = responses_to_events(world, shown_df, seed=params.simulation.seed + day.toordinal())
     raw = wd.raw_dir("events", day)
     land_day(wd.exposure_logs, raw, day, SERVED_BATCH)  # the exposure log, as the service wrote it
+    write_parquet_atomic(_exposures(world, status_quo), raw / STATUS_QUO_BATCH)
     write_parquet_atomic(responses, raw / RESPONSES_BATCH)  # the users' clicks, carts, buys
     return shown_df, responses
+
+
+def status_quo_users(params: Params, user_ids: pd.Series) -> pd.Series:
+    """True for the users of the status-quo arm: a stable hash of (salt, user id), apart from
+    the serving buckets' hash (`serving/ab.py`)."""
+    salt = f"{params.serving.salt}:status-quo"
+    share = params.simulation.status_quo_share
+    return user_ids.map(lambda u: unit_interval(salt, u) < share).astype(bool)
+
+
+def arm_shares(params: Params) -> dict[str, float]:
+    """The configured share of each arm: the status quo's, the buckets' of the rest."""
+    sq = params.simulation.status_quo_share
+    shares = {b.name: (1 - sq) * b.share for b in params.serving.buckets}
+    return {**shares, STATUS_QUO: sq} if sq > 0 else shares
+
+
+def _exposures(world: World, shown: pd.DataFrame) -> pd.DataFrame:
+    """The status-quo arm's shown slots as canonical exposure events."""
+    price = pd.Series(world.catalog.item_price, index=world.catalog.item_ids).round(2)
+    return pd.DataFrame(
+        {
+            "event_id": shown["request_id"] + "-" + shown["position"].astype(str) + "-exposure",
+            "ts": shown["ts"],
+            "user_id": shown["user_id"],
+            "item_id": shown["item_id"],
+            "request_id": shown["request_id"],
+            "scene": shown["scene"],
+            "event_type": "exposure",
+            "position": shown["position"].astype("int64"),
+            "price": price.reindex(shown["item_id"]).to_numpy(),
+        }
+    )
 
 
 def simulate(params: Params, overrides: dict[str, str]) -> dict:
@@ -114,12 +167,13 @@ def simulate(params: Params, overrides: dict[str, str]) -> dict:
         metrics_file = wd.retriever_dir(day) / "metrics.json"
         state = registry.current()
         buckets = bucket_metrics(shown, responses)
-        models = shown.groupby("bucket")["model"].first().to_dict()
-        buckets["model"] = buckets["bucket"].map(models)
+        decision = wd.reports / "ab" / f"day={day}.json"
         rows.append(
             {
                 "day": day.isoformat(),
                 "buckets": buckets.to_dict("records"),
+                **ab_analysis(shown, responses, arm_shares(params), params.serving.ab),
+                "decision": json.loads(decision.read_text()) if decision.exists() else None,
                 "run": "ok" if run.success else "stopped",
                 "missed": gates.failures(results),  # blocking gates that stopped promotion
                 "failed_checks": run.failed_checks,  # every failed check, warnings included
@@ -154,11 +208,21 @@ def summary_lines(result: dict) -> list[str]:
                 f"  {d['day']}  {b['bucket']:<10} {str(b.get('model', '')):<28} "
                 f"CTR {b['ctr']:.4f}  purchases {b['purchases']:>5,}  GMV {b['gmv']:>10,.0f}"
             )
+        for c in d.get("lifts", []):
+            out.append(
+                f"  {d['day']}  {c['arm'] + ' vs ' + c['reference']:<24} {LABELS[c['metric']]:<14}"
+                f"lift {c['lift']:+7.1%} [{c['lift_low']:+7.1%}, {c['lift_high']:+7.1%}]"
+                + ("  *" if c["significant"] else "")
+            )
+        out.append(f"  {d['day']}  SRM {srm_text(d.get('srm'))}")
+        out.append(f"  {d['day']}  A/B {decision_text(d)}")
         gates_text = "gates passed" if not d["missed"] else f"gates MISSED ({len(d['missed'])})"
         out.append(f"  {d['day']}  retrain {d['run']}, {gates_text}; serving now: {d['registry']}")
     out.append(f"  report           {result['paths'].get('md', '')}")
     if "plot" in result["paths"]:
         out.append(f"  plot             {result['paths']['plot']}")
+    if "lifts" in result["paths"]:
+        out.append(f"  lifts            {result['paths']['lifts']}")
     return out
 
 

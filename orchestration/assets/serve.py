@@ -5,8 +5,10 @@ The gates are blocking checks upstream, so a candidate that misses one never rea
 assets: the registry is left as it was and the promoted model keeps serving.
 Promotion: the first gated bundle is promoted directly (nothing serves yet). After that a
 gated bundle becomes the candidate (treatment bucket); a candidate is promoted to control when
-the day's online A/B evidence from the exposure log shows its CTR within
-`serving.ab_max_ctr_drop` of control's with enough requests in both buckets.
+the day's online A/B test (exposure log x the day's clicks and purchases) says so
+(`serving/abstats.py`, `serving.ab`): enough users in both buckets, no sample-ratio mismatch,
+no significant guardrail drop, and the primary metric's lift interval above zero. The analysis
+is written to `reports/ab/day=<d>.json`.
 """
 
 import datetime as dt
@@ -21,9 +23,12 @@ from models.tokenizer.dvc_hash import dvc_dir_hash
 from models.tokenizer.versions import recorded_version
 from models.tracking import RunLink, add_to_run
 from orchestration.resources import SidflowResource, WarehouseResource
+from serving import abstats
+from serving.abstats import Decision, arm_summary, user_table
 from serving.build import build_bento
 from serving.bundle import BundleManifest, histories, popularity, read_manifest, save_bundle
 from serving.exposure_log import read_day
+from sidflow.atomic import write_text_atomic
 from sidflow.registry import Registry
 
 OWNER = "team:ml-platform"
@@ -33,47 +38,37 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def ab_evidence(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.date) -> dict:
-    """Per bucket and model: requests, exposures, clicks and CTR of `day` (exposure log x
-    the day's click events in the warehouse)."""
+def ab_users(sidflow: SidflowResource, warehouse: WarehouseResource, day: dt.date) -> pd.DataFrame:
+    """Per bucket and user of `day`: requests, exposures, clicks, purchases, GMV (the exposure
+    log x the day's click and purchase events in the warehouse); the bucket's model tag in
+    `model`."""
 
     log = read_day(sidflow.paths.exposure_logs, day)
     if log.empty:
-        return {}
-    clicks = warehouse.warehouse.query(
-        "SELECT request_id, item_id FROM events WHERE day = ? AND event_type = 'click'", [day]
-    ).drop_duplicates()
-    clicked = log.merge(clicks.assign(clicked=1), on=["request_id", "item_id"], how="left")
-    out = {}
-    for (bucket, model), g in clicked.groupby(["bucket", "model"]):
-        n = len(g)
-        out[bucket] = {
-            "model": model,
-            "requests": int(g["request_id"].nunique()),
-            "exposures": n,
-            "clicks": int(g["clicked"].fillna(0).sum()),
-            "ctr": float(g["clicked"].fillna(0).sum() / max(n, 1)),
-        }
-    return out
+        return pd.DataFrame()
+    responses = warehouse.warehouse.query(
+        "SELECT request_id, item_id, event_type, price FROM events "
+        "WHERE day = ? AND event_type IN ('click', 'purchase')",
+        [day],
+    )
+    users = user_table(log, responses)
+    models = log.groupby("bucket")["model"].agg(lambda m: m.mode().iloc[0]).to_dict()
+    return users.assign(model=users["arm"].map(models))
 
 
-def decide(state: dict, evidence: dict, sp) -> tuple[bool, str]:  # noqa: ANN001 - ServingParams
-    """Whether the registry's candidate wins its A/B test on `evidence`, and why."""
+def decide(state: dict, users: pd.DataFrame, sp) -> Decision:  # noqa: ANN001 - ServingParams
+    """Whether the registry's candidate wins its A/B test against the promoted model."""
     cand, prom = state.get("candidate"), state.get("promoted")
     if not cand or not prom:
-        return False, "no candidate under test"
-    by_model = {e["model"]: e for e in evidence.values()}
-    c, p = by_model.get(cand["tag"]), by_model.get(prom["tag"])
-    if not c or not p:
-        return False, "no A/B traffic for the candidate and the promoted model on this day"
-    if min(c["requests"], p["requests"]) < sp.ab_min_requests:
-        return (
-            False,
-            f"too few requests ({c['requests']} vs {p['requests']}; need {sp.ab_min_requests})",
+        return Decision(False, "no candidate under test", None, [])
+    arm_of = {} if users.empty else users.groupby("model")["arm"].first().to_dict()
+    t, c = arm_of.get(cand["tag"]), arm_of.get(prom["tag"])
+    if not t or not c or t == c:
+        return Decision(
+            False, "no A/B traffic for the candidate and the promoted model on this day", None, []
         )
-    bar = p["ctr"] * (1 - sp.ab_max_ctr_drop)
-    verdict = c["ctr"] >= bar
-    return verdict, f"candidate CTR {c['ctr']:.4f} vs control {p['ctr']:.4f} (bar {bar:.4f})"
+    shares = {b.name: b.share for b in sp.buckets}
+    return abstats.decide(users, t, c, shares, sp.ab)
 
 
 def training_window(first: dt.date, day: dt.date, run) -> str:  # noqa: ANN001 - Path
@@ -238,7 +233,7 @@ def build_serve_assets(
         registry = Registry(wd.registry)
         tag = json.loads((wd.reports / "bundles" / f"day={day}.json").read_text())["tag"]
         version = {"tag": tag, **read_manifest(wd.root, tag)}
-        evidence = ab_evidence(sidflow, warehouse, day)
+        users = ab_users(sidflow, warehouse, day)
         state = registry.current()
         actions = []
         (exposures,) = warehouse.warehouse.query(
@@ -252,12 +247,23 @@ def build_serve_assets(
             registry.promote(version, reason=f"{day}: {why}")
             actions.append(f"promoted {tag}: {why}")
         else:
-            won, why = decide(state, evidence, sidflow.params.serving)
-            if won:
+            decision = decide(state, users, sidflow.params.serving)
+            why = decision.reason
+            if decision.promote:
                 registry.promote(reason=f"A/B on {day}: {why}")
                 actions.append(f"promoted candidate {state['candidate']['tag']}: {why}")
             else:
                 actions.append(f"kept {state['promoted']['tag']} promoted: {why}")
+            (wd.reports / "ab").mkdir(parents=True, exist_ok=True)
+            record = {
+                "day": day.isoformat(),
+                "candidate": (state.get("candidate") or {}).get("tag"),
+                "promoted": state["promoted"]["tag"],
+                **decision.to_json(),
+            }
+            write_text_atomic(
+                json.dumps(record, indent=2, default=str), wd.reports / "ab" / f"day={day}.json"
+            )
             if registry.current()["promoted"]["tag"] != tag:
                 registry.set_candidate(version)
                 actions.append(f"candidate {tag} (treatment bucket)")
@@ -267,7 +273,9 @@ def build_serve_assets(
                 "promoted": (final.get("promoted") or {}).get("tag", "none"),
                 "candidate": (final.get("candidate") or {}).get("tag", "none"),
                 "actions": dg.MetadataValue.json(actions),
-                "ab_evidence": dg.MetadataValue.json(evidence),
+                "ab_evidence": dg.MetadataValue.json(
+                    [] if users.empty else arm_summary(users).to_dict("records")
+                ),
                 "registry": dg.MetadataValue.path(str(wd.registry)),
             }
         )
