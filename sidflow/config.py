@@ -184,6 +184,7 @@ class RetrieverModelParams(Strict):
 
     chain: list[str] = ["cat_l2", "cat_l3"]  # Chain-of-Attribute (§3.3); [] = direct SID
     task_bos: bool = True  # Task-Conditioned BOS (§3.4); False = one fixed BOS
+    task_gate: bool = True  # MMoE with one gate per task (§3.5.2 eq. 15); False = one shared gate
     content_summary: bool = True  # hashed Cartesian pairs of path tokens (§3.4 eq. 7)
     cs_pairs: list[tuple[str, str]] = [
         ("cat_l2", "s0"),
@@ -363,6 +364,10 @@ class RankerParams(Strict):
     lambda_sem: float = Field(0.1, ge=0)
     lambda_u2t: float = Field(1.0, ge=0)
     ema_decay: float = Field(0.99, gt=0, lt=1)  # codebook EMA (§3.2)
+    # rank-path objectives, one logit each (click first: the rank path of eq. 6); purchase is
+    # the predicted engagement RFT's reward aggregates (unirec eq. 21)
+    objectives: list[Literal["click", "cart", "purchase"]] = ["click", "purchase"]
+    mari: bool = True  # serving: user blocks of the Mixer's first matmuls once per request (MaRI)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     batch_size: int = Field(1024, ge=8)
@@ -373,6 +378,14 @@ class RankerParams(Strict):
     # daily retrain from yesterday's ranker on the newest day's exposures (models/ranker/warm.py)
     warm_start: WarmStartParams = WarmStartParams(lr=1e-3)
 
+    @model_validator(mode="after")
+    def _click_first(self) -> RankerParams:
+        if not self.objectives or self.objectives[0] != "click":
+            raise ValueError(f"ranker.objectives must start with click, got {self.objectives}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"ranker.objectives repeats an objective: {self.objectives}")
+        return self
+
 
 class AlignmentParams(Strict):
     """RFT + DPO alignment of the retriever (models/alignment/, unirec §3.6)."""
@@ -381,7 +394,16 @@ class AlignmentParams(Strict):
     lambda_dpo: float = Field(3.0, ge=0)
     rft_lambda: float = Field(0.5, ge=0)  # eq. 24: weight (1 + lambda * A~) * alpha
     clip: float = Field(2.0, gt=0)  # eq. 23: c_clip
-    gmv_weight: float = Field(1.0, ge=0)  # eq. 21: R = engagement + gmv_weight * log1p(GMV)
+    # eq. 21's R: `predicted` aggregates the ranker's predicted engagement y^_k (unirec eq. 21):
+    # R = sum_k reward_weights[k] * y^_k + reward_weights.gmv * log1p(y^_purchase * price);
+    # `logged`: R = engagement_value[behaviour] + gmv_weight * log1p(logged GMV)
+    reward: Literal["predicted", "logged"] = "predicted"
+    reward_weights: dict[Literal["click", "cart", "purchase", "gmv"], float] = {
+        "click": 1.0,
+        "purchase": 3.0,
+        "gmv": 1.0,
+    }
+    gmv_weight: float = Field(1.0, ge=0)  # logged reward: R = engagement + w * log1p(GMV)
     engagement_value: dict[str, float] = {"click": 1.0, "cart": 2.0, "purchase": 3.0}
     beta: float = Field(0.1, gt=0)  # eq. 27
     pairs_per_request: int = Field(4, ge=1)
@@ -391,6 +413,9 @@ class AlignmentParams(Strict):
     epochs: float = Field(1.0, gt=0)  # passes over the RFT samples ...
     max_steps: int = Field(150, ge=1)  # ... capped at this many steps
     max_hr_drop: float = Field(0.01, ge=0)  # served only if HR@50 (all) drops at most this
+    # share of the held-out users whose samples decide acceptance; the others' samples give the
+    # reported before / after figures (disjoint, so the report is not the deciding sample)
+    acceptance_share: float = Field(0.5, gt=0, lt=1)
     seed: int = 0
 
 

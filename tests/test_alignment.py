@@ -17,7 +17,13 @@ from models.alignment.dpo import (
     preference_pairs,
     sequence_logprob,
 )
-from models.alignment.rft import advantages, rewards, rft_loss, sample_weights
+from models.alignment.rft import (
+    advantages,
+    predicted_rewards,
+    rewards,
+    rft_loss,
+    sample_weights,
+)
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -92,6 +98,48 @@ def test_dpo_updates_only_the_last_sid_head():
     assert all(q.grad is None for q in ref.parameters())
 
 
+def test_dpo_scores_through_the_decoded_logits_with_trie_nodes():
+    # node vectors (tied to the item embeddings) and the trie softmax on: log pi of a path is
+    # the score beam search gives it, and DPO still moves only the last SID layer's head and
+    # its edge vectors
+    from models.retriever.beam import beam_search
+
+    # 150 items on 6^3 paths, no attributes: most last-layer nodes have several children (one
+    # child has log-probability 0 under the trie softmax, whatever the head says)
+    p = parts(n_items=150, chain=[], node_dim=4, node_tie=True, trie_softmax=True)
+    torch.manual_seed(1)
+    for emb in [*p.model.nodes.emb, *p.model.nodes.bias]:
+        torch.nn.init.normal_(emb.weight)
+    b = {k: v for k, v in batch(p, b=4).items() if k not in ("target", "item_row")}
+    p.model.eval()
+    items, scores = beam_search(p.model, b, p.trie, beam_size=3)
+    for j in range(3):
+        path = torch.from_numpy(p.paths.codes[items[:, j].numpy()])
+        with torch.no_grad():
+            logp = sequence_logprob(p.model, b, path)
+        assert torch.allclose(logp, scores[:, j], atol=1e-4)
+    plain = parts(
+        n_items=150, chain=[]
+    )  # the same weights without the trie parts score differently
+    plain.model.load_state_dict(p.model.state_dict(), strict=False)
+    plain.model.eval()
+    path = torch.from_numpy(p.paths.codes[items[:, 0].numpy()])
+    with torch.no_grad():
+        assert not torch.allclose(sequence_logprob(plain.model, b, path), scores[:, 0], atol=1e-3)
+    p.model.train()
+    ref = parts(n_items=150, chain=[], node_dim=4, node_tie=True, trie_softmax=True).model
+    full = batch(p, b=6)
+    p.model.zero_grad()
+    dpo_loss(p.model, ref, full, full["target"], full["target"].roll(1, 0), 0.1).backward()
+    tgt = last_sid_step(p.model)
+    moved = {
+        n for n, q in p.model.named_parameters() if q.grad is not None and q.grad.abs().sum() > 0
+    }
+    mine = (f"heads.{tgt}.", *(f"nodes.{k}.{tgt}." for k in ("proj", "emb", "bias", "tie")))
+    assert any(n.startswith("nodes.") for n in moved), sorted(moved)
+    assert moved and all(n.startswith(mine) for n in moved), sorted(moved)
+
+
 def test_without_stop_gradient_the_whole_decoder_moves():
     p = parts()
     b = batch(p, b=4)
@@ -118,3 +166,50 @@ def test_joint_loss_is_finite_and_dpo_margin_grows():
         opt.step()
         losses.append(float(dpo_loss(model, ref, b, winner, loser, 0.1).detach()))
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_predicted_reward_aggregates_the_rankers_objectives():
+    # eq. 21: R = sum_k w_k y^_k + w_gmv log1p(y^_purchase * price)
+    probs = {"click": np.array([0.2, 0.9]), "purchase": np.array([0.1, 0.5])}
+    price = np.array([10.0, np.nan])
+    r = predicted_rewards(probs, price, {"click": 1.0, "purchase": 3.0, "gmv": 2.0})
+    expected = np.array([0.2 + 0.3 + 2 * np.log1p(1.0), 0.9 + 1.5 + 0.0])
+    np.testing.assert_allclose(r, expected, rtol=1e-6)
+
+
+def test_ranker_predictions_score_each_samples_exposure_row(tmp_path):
+    from retriever_fixtures import users
+    from test_ranker import SMALL, setup
+
+    from models.alignment.reward import ranker_predictions
+    from models.ranker.checkpoint import save_ranker
+    from models.ranker.data import encode_frame
+    from models.ranker.train import predict_tasks
+    from sidflow.config import RankerParams
+
+    rp = RankerParams(**SMALL, max_steps=5)
+    model, enc, frame = setup(rp)
+    save_ranker(model, enc, rp.history_len, tmp_path)
+    frame.to_parquet(tmp_path / "samples.parquet")
+    train = frame[~frame["eval"]].reset_index(drop=True)
+    pick = train.iloc[[3, 0, 7]]
+    keys = pd.concat(
+        [pick[["request_id", "item_id"]], pd.DataFrame({"request_id": ["zz"], "item_id": ["i0"]})]
+    )
+    pred = ranker_predictions(tmp_path, users(), keys.reset_index(drop=True))
+    assert pred.matched.tolist() == [True, True, True, False]
+    direct = predict_tasks(model, encode_frame(pick, enc, users(), rp.history_len))
+    np.testing.assert_allclose(pred.probs["click"][:3], direct[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(pred.probs["purchase"][:3], direct[:, 1], rtol=1e-5)
+    assert pred.probs["click"][3] == pytest.approx(direct[:, 0].mean(), rel=1e-5)
+
+
+def test_acceptance_and_report_samples_are_disjoint_users():
+    from models.alignment.run import acceptance_split
+
+    users = [f"u{i % 37}" for i in range(400)]
+    accept = acceptance_split(users, 0.5)
+    by_user = pd.Series(accept).groupby(pd.Series(users)).nunique()
+    assert (by_user == 1).all()  # a user's samples all on one side
+    assert 0.3 < accept.mean() < 0.7
+    assert (acceptance_split(users, 0.5) == accept).all()  # stable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,9 +133,36 @@ def test_every_variant_builds_and_runs(name):
     m = p.model
     assert (m.cs is None) == (not update.get("content_summary", True))
     assert m.bos.num_embeddings == (1 if update.get("task_bos", True) is False else 6)
+    gates = 1 if update.get("task_gate", True) is False else 6  # eq. 15: one gate per task
+    assert all(blk.ffn.n_gates == gates for blk in m.blocks)
     assert p.paths.spec.chain == update.get("chain", ["cat_l2", "cat_l3"])
     loss = m(batch(p, 3))
     assert torch.isfinite(loss)
+
+
+def test_task_bos_and_task_gate_switch_one_mechanism_each():
+    # -BOS keeps the per-task MMoE gates; -gate keeps the per-task BOS (two separate switches)
+    b = batch(parts(), 4)
+    b["task"] = torch.tensor([0, 1, 2, 3])
+    for switch, on in (("task_bos", "task_gate"), ("task_gate", "task_bos")):
+        p = parts(**{switch: False})
+        ctx = p.model.encode(b)
+        assert getattr(p.model, on) and not getattr(p.model, switch)
+        states = p.model._decode(ctx, torch.zeros((4, 1, 0), dtype=torch.long))[0][:, 0, 0]
+        plain = p.model._decode(
+            type(ctx)(ctx.kv, ctx.mem_mask, ctx.h_agg, torch.zeros_like(ctx.task)),
+            torch.zeros((4, 1, 0), dtype=torch.long),
+        )[0][:, 0, 0]
+        assert not torch.allclose(states, plain)  # the mechanism left still reads the task
+
+
+def test_old_checkpoints_without_task_gate_keep_their_gates():
+    from models.retriever.model import UniRecConfig
+
+    cfg = parts(task_bos=False).model.cfg
+    raw = json.loads(cfg.to_json())
+    del raw["model"]["task_gate"]
+    assert UniRecConfig.from_json(json.dumps(raw)).model.task_gate is False
 
 
 def test_history_padding_only_still_decodes():

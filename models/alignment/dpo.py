@@ -3,7 +3,8 @@
 Preference level R(x) = 2 purchased, 1 clicked, 0 exposed only (eq. 25); within one request
 x_i > x_j when R(x_i) > R(x_j), or, at equal level, when x_i was shown higher (eq. 26).
 log pi(y|u) = sum_{t<P} sg[log p(s_t | s_<t, u)] + log p(s_P | s_<P, u)              (eq. 28)
-and the final SID layer's head input is detached too, so DPO moves that rank head only\n(a trailing dedup step, when the path has one, counts as frozen prefix).
+and the final SID layer's head input is detached too, so DPO moves that rank head only
+(with its trie-edge vectors, when on; a trailing dedup step counts as frozen prefix).
 L_DPO = -log sigma(beta * ((log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))))  (eq. 27)
 """
 
@@ -64,6 +65,10 @@ def sequence_logprob(
 ) -> torch.Tensor:
     """log pi(y|u) of the paths `target` (B, P) under teacher forcing: (B,), eq. 28.
 
+    Each step's logits come from `UniRec.head_logits`, the path beam search decodes: with
+    `retriever.model.node_dim` / `trie_softmax` on, the trie-edge vectors and the softmax
+    over the node's children are part of log pi, so DPO scores what serving ranks.
+
     With `stop_gradient`, every step but the final SID layer is computed without gradient
     (attribute steps, earlier SID layers and a trailing dedup step alike) and that layer's
     rank head reads detached inputs (decoder state, prefix embeddings, content summary), so
@@ -79,9 +84,11 @@ def sequence_logprob(
             model.head_fields(t, q[:, t], target, cs[:, t] if cs is not None else None, ctx.h_agg)
             for t in range(model.n_steps)
         ]
-        logits = {t: model.heads[t](fields[t]) for t in range(model.n_steps) if t != tgt}
-    with torch.set_grad_enabled(grad):
-        logits[tgt] = model.heads[tgt](fields[tgt])  # the DPO target layer
+        logits = {
+            t: model.head_logits(t, fields[t], target) for t in range(model.n_steps) if t != tgt
+        }
+    with torch.set_grad_enabled(grad):  # the DPO target layer: its head and its edge vectors
+        logits[tgt] = model.head_logits(tgt, fields[tgt], target, detach_items=stop_gradient)
     steps = [
         logits[t].float().log_softmax(-1).gather(1, target[:, t : t + 1])[:, 0]
         for t in range(model.n_steps)

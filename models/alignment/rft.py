@@ -1,12 +1,14 @@
 """Reward-Driven Fine-tuning (unirec §3.6.1, eq. 21-24).
 
-R_i = engagement value of the sample's behaviour + gmv_weight * log1p(GMV_i)        (eq. 21)
+R_i = F({y^_k(u_i, x_i)}_k): the ranker's predicted engagement aggregated     (eq. 21)
+      F = sum_k w_k y^_k + w_gmv log1p(y^_GMV), y^_GMV = y^_purchase * price
+      (`alignment.reward: predicted`, weights `alignment.reward_weights`), or the logged
+      outcome: engagement value of the behaviour + gmv_weight * log1p(GMV paid) (`logged`)
 A_i = R_i - mean_B(R)                                                               (eq. 22)
 A~_i = clip(A_i / (RMS_B(A) + eps), -c, c)                                          (eq. 23)
 L_RFT = mean_i (1 + lambda A~_i) * alpha_i * sum_t -log p(s*_t | s*_<t, u, task)    (eq. 24)
-alpha_i: proportional to 1 + log1p(GMV_i), scaled to mean 1 in the batch, so purchases of
-dear items pull hardest. The reward uses the logged outcomes (click / cart / purchase and
-the price paid) where UniRec uses predicted engagement: the world logs the outcomes.
+alpha_i: proportional to 1 + log1p(GMV_i) of the interacted item (logged), scaled to mean 1
+in the batch, so purchases of dear items pull hardest.
 """
 
 from __future__ import annotations
@@ -24,6 +26,22 @@ def rewards(
     """Eq. 21: composite reward per sample from its behaviour and the GMV it brought."""
     base = np.array([values.get(str(e), 0.0) for e in event_type], np.float32)
     return base + gmv_weight * np.log1p(np.clip(np.nan_to_num(gmv), 0, None)).astype(np.float32)
+
+
+def predicted_rewards(
+    probs: dict[str, np.ndarray], price: np.ndarray, weights: dict[str, float]
+) -> np.ndarray:
+    """Eq. 21 with predicted engagement: `probs` objective -> y^_k (n,) from the ranker,
+    `price` (n,) of the item; R = sum_k w_k y^_k + w_gmv log1p(y^_purchase * price)."""
+    n = len(price)
+    r = np.zeros(n, np.float32)
+    for k, w in weights.items():
+        if k == "gmv":
+            gmv = probs["purchase"] * np.clip(np.nan_to_num(price), 0, None)  # expected GMV
+            r += w * np.log1p(gmv).astype(np.float32)
+        elif w:
+            r += w * probs[k].astype(np.float32)
+    return r
 
 
 def advantages(reward: torch.Tensor, clip: float, eps: float = 1e-6) -> torch.Tensor:

@@ -127,9 +127,15 @@ def _transform(name: str, x: np.ndarray) -> np.ndarray:
 def encode_frame(
     frame: pd.DataFrame, enc: RankerEncoding, users: pd.DataFrame, history_len: int
 ) -> dict[str, torch.Tensor]:
-    """Tensors of a sample table: profile, scene, user_dense, hist, item, cross, label, keys."""
+    """Tensors of a sample table: profile, scene, user_dense, hist, item, cross, label (click),
+    label_cart / label_purchase (the other objectives' labels, where the table has them), keys."""
     profiles = users.drop_duplicates("user_id").set_index("user_id")
-    return {
+    labels = {
+        f"label_{name}": torch.from_numpy(frame[name].to_numpy(np.float32))
+        for name in ("cart", "purchase")
+        if name in frame
+    }
+    return labels | {
         "profile": torch.from_numpy(enc.profile(frame["user_id"], profiles)),
         "scene": torch.from_numpy(enc.scene_ids(frame["scene"])),
         "user_dense": torch.from_numpy(enc.dense(frame, enc.user_cols)),

@@ -4,11 +4,18 @@
     SID     -> e_sid^(1:l) = sum_{i<=l} E^sid_i[s_i] (d), learnable, not the codebook (eq. 5)
     user    -> e_u = [profile, scene, dense user stats]; history -> Enc -> H (T, d)
     rank    -> sigma(Mixer(BN_u(e_u), BN_v(e_v), BN_u2i(c_{u,v})))                 (eq. 6)
+               one logit per objective in `tasks` (click first; purchase: the predicted
+               engagement RFT's reward aggregates, unirec eq. 21)
     recall  -> sigma(Mixer(BN_u(e_u), BN_sid(e_sid^(1:l)), BN_u2t(u2t^(1:l))))     (eq. 7, 16)
     Mixer   -> DIN target attention over H (query = the item / token side), DCNv2 cross
                layers, an MoE of MLP experts, a logit
     u2t     -> MLP_u2t^(l)([e_u; e_sid^(1:l)]) (eq. 14) or the training-set bucket mean of c
                (DIG Ablation 3)
+
+Serving (MaRI, related-abstracts.txt): the first fused matmuls of the Mixer, DIN's first layer
+over [q, k, q-k, q*k] and DCNv2's first layer over [e_u, pooled, item, cross], are split into a
+user block computed once per request and an item block per candidate (`mari_user`,
+`rank_task_logits_mari`); the outputs equal the plain path's.
 
 Codebook vectors c_{l,k} only address (the SID table's codes, fixed so serving's trie and
 the DVC-versioned table agree); they follow EMA means of the encoder residuals and give
@@ -18,7 +25,7 @@ L_commit (eq. 11) and L_sem (eq. 12). B rows, T history, L SID layers, D_c cross
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -48,6 +55,8 @@ class RankerConfig:
     lambda_sem: float = 0.1
     lambda_u2t: float = 1.0
     ema_decay: float = 0.99
+    tasks: list[str] = field(default_factory=lambda: ["click"])  # rank-path objectives
+    mari: bool = True  # serving scores through the re-parameterised path (MaRI)
 
     def to_json(self) -> str:
         """Serialise."""
@@ -65,6 +74,25 @@ class UserSide:
     def expand(self, n: int) -> UserSide:
         """One request's user side repeated for n candidates: (1, ...) -> (n, ...)."""
         return UserSide(*(x.expand(n, *x.shape[1:]) for x in (self.e_u, self.hist, self.mask)))
+
+
+@dataclass
+class MaRIUser:
+    """MaRI (related-abstracts.txt): the user blocks of the Mixer's first fused matmuls, once
+    per request. With W the first layer of DIN's MLP split by input [q | k | q-k | q*k] into
+    W_q, W_k, W_d, W_p, and A the first DCNv2 layer split by input [e_u | pooled, item, cross]:
+
+        W [q; k; q-k; q*k] + b = ((W_q + W_d) + W_p diag(k)) q + (W_k - W_d) k + b
+        A x0 + a               = A_u e_u + a + A_rest [pooled; item; cross]
+
+    so per history item k_t the matrix (W_q + W_d) + W_p diag(k_t) and the vector
+    (W_k - W_d) k_t + b, and A_u e_u + a, are computed once; a candidate then costs one
+    (d -> T x 64) product in DIN and the item columns of A."""
+
+    side: UserSide  # (1, ...) the request's user side
+    din_matrix: torch.Tensor  # (d, T * h): per history item, the query's first-layer map
+    din_bias: torch.Tensor  # (T, h): the history items' first-layer part
+    cross0: torch.Tensor | None  # (D_mix,): A_u e_u + a; None without cross layers
 
 
 class ItemEncoder(nn.Module):
@@ -114,7 +142,7 @@ class CrossNet(nn.Module):
 class MoE(nn.Module):
     """Softmax-gated mixture of MLP experts -> one logit."""
 
-    def __init__(self, d: int, n_experts: int, hidden: int):
+    def __init__(self, d: int, n_experts: int, hidden: int, n_out: int = 1):
         super().__init__()
         self.gate = nn.Linear(d, n_experts)
         self.experts = nn.ModuleList(
@@ -123,13 +151,13 @@ class MoE(nn.Module):
             )
             for _ in range(n_experts)
         )
-        self.out = nn.Linear(hidden // 2, 1)
+        self.out = nn.Linear(hidden // 2, n_out)  # one logit per objective
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D) -> logits (B,)."""
+        """x (B, D) -> logits (B, n_out)."""
         g = self.gate(x).softmax(-1)  # (B, E)
         h = torch.stack([e(x) for e in self.experts], 1)  # (B, E, H/2)
-        return self.out((g[..., None] * h).sum(1)).squeeze(-1)
+        return self.out((g[..., None] * h).sum(1))
 
 
 class DIGRanker(nn.Module):
@@ -164,7 +192,9 @@ class DIGRanker(nn.Module):
         self.attention = TargetAttention(d)
         d_mix = d_u + 2 * d + nc
         self.cross = CrossNet(d_mix, cfg.cross_layers)
-        self.moe = MoE(d_mix, cfg.n_experts, cfg.expert_hidden)
+        if not cfg.tasks or cfg.tasks[0] != "click":
+            raise ValueError(f"ranker tasks must start with click (the rank path), got {cfg.tasks}")
+        self.moe = MoE(d_mix, cfg.n_experts, cfg.expert_hidden, len(cfg.tasks))
         for emb in self.sid_emb:
             nn.init.normal_(emb.weight, std=0.05)
 
@@ -186,15 +216,73 @@ class DIGRanker(nn.Module):
         cross: torch.Tensor,
         pooled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """user side, item-side vector (B, d) and cross (B, D_c), both BN-ed -> logits (B,)."""
+        """user side, item-side vector (B, d) and cross (B, D_c), both BN-ed -> click logits (B,)."""
+        return self.mixer_all(user, item, cross, pooled)[:, 0]
+
+    def mixer_all(
+        self,
+        user: UserSide,
+        item: torch.Tensor,
+        cross: torch.Tensor,
+        pooled: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`mixer` with every objective's logit: (B, len(tasks))."""
         if pooled is None:
             pooled = self.attention(item, user.hist, user.mask)  # DIN, query = item side
         return self.moe(self.cross(torch.cat([user.e_u, pooled, item, cross], -1)))
 
     def rank_logits(self, user: UserSide, rows: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-        """Eq. 6: rows (B,) item rows, cross (B, D_c) c_{u,v} -> logits (B,)."""
+        """Eq. 6: rows (B,) item rows, cross (B, D_c) c_{u,v} -> click logits (B,)."""
+        return self.rank_task_logits(user, rows, cross)[:, 0]
+
+    def rank_task_logits(
+        self, user: UserSide, rows: torch.Tensor, cross: torch.Tensor
+    ) -> torch.Tensor:
+        """Eq. 6 for every objective of `cfg.tasks`: -> logits (B, len(tasks))."""
         e_v = self.enc(self.item_fields[rows])
-        return self.mixer(user, self.bn_v(e_v), self.bn_u2i(self._cross(cross)))
+        return self.mixer_all(user, self.bn_v(e_v), self.bn_u2i(self._cross(cross)))
+
+    # ---- MaRI: the same rank path, user blocks of the fused matmuls once per request ------
+    def mari_user(self, user: UserSide) -> MaRIUser:
+        """The request's user blocks (`MaRIUser`); `user` holds one request, (1, ...)."""
+        keys, mask = user.hist[0], user.mask[0]  # (T, d), (T,)
+        first = self.attention.mlp[0]  # Linear(4d, h) over [q, k, q-k, q*k]
+        w_q, w_k, w_d, w_p = first.weight.split(keys.shape[1], dim=1)  # (h, d) each
+        # (T, d, h): (W_q + W_d) + W_p diag(k_t), transposed for a row-vector query
+        per_item = (w_q + w_d).T[None] + keys[:, :, None] * w_p.T[None]
+        din_matrix = per_item.permute(1, 0, 2).reshape(keys.shape[1], -1)  # (d, T*h)
+        din_bias = keys @ (w_k - w_d).T + first.bias  # (T, h)
+        cross0 = None
+        if len(self.cross.layers):
+            lin = self.cross.layers[0]
+            d_u = user.e_u.shape[1]
+            cross0 = user.e_u[0] @ lin.weight[:, :d_u].T + lin.bias  # (D_mix,)
+        return MaRIUser(UserSide(user.e_u, user.hist, mask[None]), din_matrix, din_bias, cross0)
+
+    def rank_task_logits_mari(
+        self, pre: MaRIUser, rows: torch.Tensor, cross: torch.Tensor
+    ) -> torch.Tensor:
+        """`rank_task_logits` of one request's candidates rows (n,), cross (n, D_c) through the
+        split matmuls: -> (n, len(tasks)), equal to the plain path up to float rounding."""
+        item = self.bn_v(self.enc(self.item_fields[rows]))  # (n, d)
+        c = self.bn_u2i(self._cross(cross))
+        keys, mask = pre.side.hist[0], pre.side.mask[0]  # (T, d), (T,)
+        n, t = len(item), keys.shape[0]
+        h = (item @ pre.din_matrix).view(n, t, -1) + pre.din_bias  # (n, T, h): DIN layer 1
+        w = self.attention.mlp[2](self.attention.mlp[1](h)).squeeze(-1)  # (n, T)
+        w = torch.sigmoid(w) * mask / t**0.5
+        pooled = w @ keys  # (n, d)
+        e_u = pre.side.e_u.expand(n, -1)
+        x0 = torch.cat([e_u, pooled, item, c], -1)  # (n, D_mix)
+        if pre.cross0 is None:
+            return self.moe(self.cross(x0))
+        layers = self.cross.layers
+        d_u = e_u.shape[1]
+        first = pre.cross0 + x0[:, d_u:] @ layers[0].weight[:, d_u:].T  # A x0 + a, item block
+        x = x0 * first + x0
+        for lin in layers[1:]:
+            x = x0 * lin(x) + x
+        return self.moe(x)
 
     def sid_prefix(self, codes: torch.Tensor) -> list[torch.Tensor]:
         """codes (B, L) code + 1 -> [e_sid^(1:l) (B, d) for l = 1..L] (eq. 5)."""
@@ -247,7 +335,7 @@ class DIGRanker(nn.Module):
             item = self.bn_sid(e_sid)
             pooled = self.attention(item, user.hist, user.mask)
             u2t = self.u2t(user, pooled, e_sid, codes, layer)
-            logits.append(self.mixer(user, item, self.bn_u2t(u2t), pooled))
+            logits.append(self.mixer(user, item, self.bn_u2t(u2t), pooled))  # click logit
             u2ts.append(u2t)
         return logits, u2ts
 
@@ -325,13 +413,20 @@ class LossOutput:
 
 
 def dig_losses(model: DIGRanker, batch: dict[str, torch.Tensor]) -> LossOutput:
-    """The five-part loss (eq. 8-12, 15) on one batch."""
+    """The five-part loss (eq. 8-12, 15) on one batch, plus the other objectives' BCE (`tasks`
+    after click, e.g. purchase) on the rank path's extra logits."""
     cfg = model.cfg
     user = model.user_side(batch["profile"], batch["scene"], batch["user_dense"], batch["hist"])
     y = batch["label"].float()
     rows, codes = batch["item"], model.item_sids[batch["item"]]  # (B,), (B, L)
     cross = model._cross(batch["cross"])
-    l_rank = F.binary_cross_entropy_with_logits(model.rank_logits(user, rows, batch["cross"]), y)
+    task_logits = model.rank_task_logits(user, rows, batch["cross"])  # (B, len(tasks))
+    l_rank = F.binary_cross_entropy_with_logits(task_logits[:, 0], y)
+    l_obj = torch.zeros((), device=y.device)
+    for k, task in enumerate(cfg.tasks[1:], 1):  # the other objectives' heads, same inputs
+        l_obj = l_obj + F.binary_cross_entropy_with_logits(
+            task_logits[:, k], batch[f"label_{task}"].float()
+        )
     recall, u2t_hat = model.recall_logits(user, codes)  # eq. 10: layer-wise supervision
     l_recall = sum(F.binary_cross_entropy_with_logits(lg, y) for lg in recall) / len(recall)
     e_v = model.enc(model.item_fields[rows])  # r_0 = e_v
@@ -351,10 +446,18 @@ def dig_losses(model: DIGRanker, batch: dict[str, torch.Tensor]) -> LossOutput:
             l_u2t = l_u2t + ((pred - teacher) ** 2).mean() / len(u2t_hat)  # eq. 15
     total = (
         l_rank
+        + l_obj
         + l_recall
         + cfg.lambda_commit * l_commit
         + cfg.lambda_sem * l_sem
         + cfg.lambda_u2t * l_u2t
     )
-    parts = {"rank": l_rank, "recall": l_recall, "commit": l_commit, "sem": l_sem, "u2t": l_u2t}
+    parts = {
+        "rank": l_rank,
+        "objectives": l_obj,
+        "recall": l_recall,
+        "commit": l_commit,
+        "sem": l_sem,
+        "u2t": l_u2t,
+    }
     return LossOutput(total, parts, res, codes)

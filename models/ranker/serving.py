@@ -1,5 +1,10 @@
 """The ranker as serving uses it: user side once per request, then every candidate (MaRI).
 
+With the ranker's `mari` setting (`ranker.mari`, saved in its config.json) `score` also takes
+the user blocks of the Mixer's first fused matmuls once per request and scores the candidates
+through the item blocks only (`DIGRanker.mari_user`, related-abstracts.txt: MaRI); off, the
+user side is broadcast to every candidate and the full matmuls run per candidate.
+
 `serving.recommender.Recommender` loads a bundle's `ranker/` folder with `LoadedRanker.load`,
 calls `user_side(user_id, history, scene)` once per request (profile embeddings, the history
 items through Enc: the expensive part) and `score(user, item_ids, features)` with the Feast
@@ -34,21 +39,30 @@ class RequestUser:
 class LoadedRanker:
     """A trained DIG ranker with its encoding, ready to score candidates."""
 
-    def __init__(self, model: DIGRanker, encoding, raw: dict, profiles: pd.DataFrame | None = None):  # noqa: ANN001
+    def __init__(
+        self,
+        model: DIGRanker,
+        encoding,  # noqa: ANN001
+        raw: dict,
+        profiles: pd.DataFrame | None = None,
+        mari: bool | None = None,
+    ):
         self.model = model.eval()
+        self.mari = model.cfg.mari if mari is None else mari  # None: as the ranker was trained
         self.enc = encoding
         self.history_len = int(raw["history_len"])
         self.profiles = profiles
 
     @classmethod
-    def load(cls, folder: Path | str) -> LoadedRanker:
-        """Load `ranker.safetensors` + `config.json` (and the bundle's users.parquet if beside)."""
+    def load(cls, folder: Path | str, mari: bool | None = None) -> LoadedRanker:
+        """Load `ranker.safetensors` + `config.json` (and the bundle's users.parquet if beside);
+        `mari` overrides the ranker's own setting (benchmarks compare both paths)."""
         model, enc, raw = load_ranker(Path(folder))
         users = Path(folder).parent / "users.parquet"
         profiles = None
         if users.exists():
             profiles = pd.read_parquet(users).drop_duplicates("user_id").set_index("user_id")
-        return cls(model, enc, raw, profiles)
+        return cls(model, enc, raw, profiles, mari)
 
     @torch.no_grad()
     def user_side(self, user_id: str, history: list[str], scene: str) -> RequestUser:
@@ -69,9 +83,12 @@ class LoadedRanker:
         dense = torch.from_numpy(self.enc.dense(features.iloc[:1], self.enc.user_cols))
         parts = [e(user.profile[:, i]) for i, e in enumerate(m.user_emb)]
         e_u = m.bn_u(torch.cat([*parts, m.scene_emb(user.scene), dense], -1))  # (1, d_u)
-        side = UserSide(e_u, user.keys, user.mask).expand(n)
         rows = torch.from_numpy(self.enc.ids("item_id", item_ids))
         cross = torch.from_numpy(self.enc.dense(features, self.enc.cross_cols))
+        if self.mari:  # user blocks once, item blocks per candidate
+            pre = m.mari_user(UserSide(e_u, user.keys, user.mask))
+            return torch.sigmoid(m.rank_task_logits_mari(pre, rows, cross)[:, 0]).numpy()
+        side = UserSide(e_u, user.keys, user.mask).expand(n)
         return torch.sigmoid(m.rank_logits(side, rows, cross)).numpy()
 
 

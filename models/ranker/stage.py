@@ -130,6 +130,8 @@ def build_model(
         lambda_sem=rp.lambda_sem,
         lambda_u2t=rp.lambda_u2t,
         ema_decay=rp.ema_decay,
+        tasks=list(rp.objectives),
+        mari=rp.mari,
     )
     return DIGRanker(cfg, item_fields, item_sids)
 

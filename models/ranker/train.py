@@ -44,7 +44,7 @@ from models.training import (
 )
 from sidflow.config import RankerParams
 
-PARTS = ["rank", "recall", "commit", "sem", "u2t"]
+PARTS = ["rank", "objectives", "recall", "commit", "sem", "u2t"]
 
 
 @dataclass
@@ -169,6 +169,20 @@ def predict(
         for i, lg in enumerate(recall):
             out[f"recall_l{i + 1}"].append(torch.sigmoid(lg))
     return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+@torch.no_grad()
+def predict_tasks(
+    model: DIGRanker, data: dict[str, torch.Tensor], batch_size: int = 4096
+) -> np.ndarray:
+    """Every objective's probability on the rank path: (n, len(model.cfg.tasks))."""
+    model.eval()
+    out = []
+    for s in range(0, len(data["item"]), batch_size):
+        b = {k: v[s : s + batch_size] for k, v in data.items()}
+        user = model.user_side(b["profile"], b["scene"], b["user_dense"], b["hist"])
+        out.append(torch.sigmoid(model.rank_task_logits(user, b["item"], b["cross"])))
+    return torch.cat(out).numpy() if out else np.zeros((0, len(model.cfg.tasks)), np.float32)
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:

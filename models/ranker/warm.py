@@ -33,7 +33,8 @@ from models.training import WarmPlan, cold
 from sidflow.config import WarmStartParams
 
 FRESH = ("item_fields", "item_sids", "codebooks", "bucket_")  # name prefixes never copied
-SAME_CONFIG_EXCEPT = ("field_vocab",)  # vocabularies grow daily; rows are remapped
+SAME_CONFIG_EXCEPT = ("field_vocab", "mari")  # vocabularies grow daily; rows are remapped;
+# mari only picks how serving computes the same function
 
 
 def _scene_rows(enc: RankerEncoding) -> list[str]:

@@ -52,6 +52,8 @@ class UniRecConfig:
         """Inverse of `to_json` (settings a checkpoint predates take their defaults)."""
         raw = json.loads(text)
         raw["path"] = PathSpec(**raw["path"])
+        # before task_gate had its own switch, task_bos: false also shared one MMoE gate
+        raw["model"].setdefault("task_gate", raw["model"].get("task_bos", True))
         raw["model"] = RetrieverModelParams.model_validate(raw["model"])
         return cls(**raw)
 
@@ -116,7 +118,8 @@ class UniRec(nn.Module):
         # decoder input embeddings of path tokens 0..P-2 (the last token is never an input)
         self.tok = nn.ModuleList(nn.Embedding(v, d) for v in spec.vocab_sizes[:-1])
         self.pos = nn.Embedding(self.n_steps, d)
-        n_gates = len(cfg.tasks) if self.task_bos else 1
+        self.task_gate = m.task_gate
+        n_gates = len(cfg.tasks) if self.task_gate else 1  # eq. 15: a gate per task
         self.blocks = nn.ModuleList(
             DecoderBlock(
                 d,
@@ -177,8 +180,9 @@ class UniRec(nn.Module):
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
         """Behaviour memory and per-layer cross-attention K/V, once per request."""
         mem, mem_mask, h_agg = self.inputs(batch["profile"], batch["hist"], batch["hist_type"])
-        task = batch["task"] if self.task_bos else torch.zeros_like(batch["task"])
-        return DecodeContext([blk.cross.kv(mem) for blk in self.blocks], mem_mask, h_agg, task)
+        return DecodeContext(
+            [blk.cross.kv(mem) for blk in self.blocks], mem_mask, h_agg, batch["task"]
+        )
 
     # ---- decoding path ------------------------------------------------------------
     def _decode(
@@ -194,13 +198,15 @@ class UniRec(nn.Module):
         parts = []
         for pos in range(first, t + 1):
             if pos == 0:
-                parts.append(self.bos(ctx.task)[:, None, :].expand(b, w, -1))  # (B, W, d)
+                bos = ctx.task if self.task_bos else torch.zeros_like(ctx.task)  # §3.4
+                parts.append(self.bos(bos)[:, None, :].expand(b, w, -1))  # (B, W, d)
             else:
                 parts.append(self.tok[pos - 1](prefix[..., pos - 1]))
         x = torch.stack(parts, dim=2) + self.pos.weight[first : t + 1]  # (B, W, n, d) eq. 12
         new_cache: Cache = []
+        gate = ctx.task if self.task_gate else torch.zeros_like(ctx.task)  # eq. 15
         for i, (blk, kv) in enumerate(zip(self.blocks, ctx.kv, strict=True)):
-            x, layer_cache = blk(x, kv, ctx.mem_mask, ctx.task, None if cache is None else cache[i])
+            x, layer_cache = blk(x, kv, ctx.mem_mask, gate, None if cache is None else cache[i])
             new_cache.append(layer_cache)
         return self.norm(x), new_cache  # eq. 17
 
@@ -237,11 +243,23 @@ class UniRec(nn.Module):
         h_agg: torch.Tensor,
     ) -> torch.Tensor:
         """Logits (N, V_t) of step t from q (N, d), prefix (N, >=t), cs (N, d_cs), h_agg (N, .)."""
+        return self.head_logits(t, self.head_fields(t, q, prefix, cs, h_agg), prefix)
+
+    def head_logits(
+        self, t: int, fields: list[torch.Tensor], prefix: torch.Tensor, detach_items: bool = False
+    ) -> torch.Tensor:
+        """Step t's logits (N, V_t) from its head inputs `fields` (`head_fields`) and the
+        decoded prefix (N, >=t): the rank head (eq. 18), plus the trie-edge vectors and the
+        softmax over the node's children when they are on (nodes.py), i.e. the logits beam
+        search decodes. `detach_items`: tied edge vectors read the item input embeddings
+        without gradient (DPO's layer-wise stop-gradient)."""
         head = self.heads[t]
         if self.nodes is None:
-            return head(self.head_fields(t, q, prefix, cs, h_agg))
-        h = head.hidden(self.head_fields(t, q, prefix, cs, h_agg))
+            return head(fields)
+        h = head.hidden(fields)
         item_emb = self.inputs.field_emb["item_id"].weight if self.nodes.tied else None
+        if item_emb is not None and detach_items:
+            item_emb = item_emb.detach()
         return self.nodes.adjust_logits(
             t, head.logits(h), h, prefix[:, :t], self.trie_softmax, item_emb
         )

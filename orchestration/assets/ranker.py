@@ -1,8 +1,9 @@
 """Stage `ranker` and alignment: the DIG ranker and the RFT + DPO aligned retriever.
 
 feast_registry[d] + sid_table[d] -> ranker_model[d] -> ranker_eval[d]   (ranker gate)
-retriever_eval[d] -> aligned_retriever[d]   (served instead of the plain retriever only if
-                                            HR@50 on all samples drops by <= max_hr_drop)
+retriever_eval[d] + ranker_model[d] -> aligned_retriever[d]   (the ranker's predictions give the
+    RFT reward; served instead of the plain retriever only if HR@50 on the acceptance half of
+    the held-out samples drops by <= max_hr_drop)
 """
 
 import datetime as dt
@@ -167,12 +168,14 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
     @dg.asset(
         group_name="train",
         partitions_def=partitions,
-        deps=["retriever_eval"],
+        deps=["retriever_eval", ranker_model],
         kinds={"pytorch", "safetensors"},
         owners=[OWNER],
         description=(
-            "The day's retriever aligned with RFT (GMV + engagement reward) and DPO (pairs from "
-            "the same request, layer-wise stop-gradient), unirec §3.6; HR@K before and after."
+            "The day's retriever aligned with RFT (reward: the ranker's predicted click, "
+            "purchase and GMV, or the logged outcome, eq. 21) and DPO (pairs from the same "
+            "request, layer-wise stop-gradient), unirec §3.6; acceptance decided on one half "
+            "of the held-out users, HR@K before and after reported on the other."
         ),
     )
     def aligned_retriever(
@@ -189,7 +192,15 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             warehouse.warehouse, day, params.alignment.train_days
         )
         m = align_run(
-            params, events, items, users, day, sidflow.paths.retriever_dir(day), out, progress=False
+            params,
+            events,
+            items,
+            users,
+            day,
+            sidflow.paths.retriever_dir(day),
+            out,
+            progress=False,
+            ranker=sidflow.paths.ranker_dir(day),
         )
         table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(
             f"| {k} | {m.before[k] or 0:.4f} | {m.after[k]:.4f} |" for k in m.after
@@ -199,6 +210,10 @@ def build_ranker_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
                 "accepted": m.accepted,
                 "hr50_drop": float(m.hr50_drop),
                 **{f"after_{k.replace('@', '_at_')}": float(v) for k, v in m.after.items()},
+                "reward": str(m.reward.get("source")),
+                "reward_note": str(m.reward.get("note") or ""),
+                "report_samples": int(m.report.get("samples", 0)),
+                "acceptance_samples": int(m.acceptance.get("samples", 0)),
                 "rft_samples": m.rft_samples,
                 "dpo_pairs": m.dpo_pairs,
                 "train_seconds": m.train_seconds,
