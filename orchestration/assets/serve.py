@@ -16,6 +16,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from models.retriever.samples import serving_behaviour
 from models.tokenizer.dvc_hash import dvc_dir_hash
 from orchestration.resources import SidflowResource, WarehouseResource
 from serving.build import build_bento
@@ -81,15 +82,6 @@ def training_window(first: dt.date, day: dt.date, run) -> str:  # noqa: ANN001 -
     return f"{first}..{day - dt.timedelta(days=1)}"
 
 
-def serving_behaviour(events: pd.DataFrame) -> str:
-    """The behaviour a request asks for: click when the source logs clicks, else the most
-    common engaged event type (a review log's purchase)."""
-    engaged = events[events["event_type"].isin(["click", "cart", "purchase"])]["event_type"]
-    if engaged.empty or (engaged == "click").any():
-        return "click"
-    return str(engaged.value_counts().idxmax())
-
-
 def build_serve_assets(
     partitions: dg.PartitionsDefinition, asset_keys: set[dg.AssetKey]
 ) -> list[dg.AssetsDefinition]:
@@ -145,7 +137,7 @@ def build_serve_assets(
         manifest = BundleManifest(
             day=day.isoformat(),
             # click where the source logs clicks, else its most common engagement (reviews)
-            task_behaviour=serving_behaviour(events),
+            task_behaviour=serving_behaviour(events["event_type"]),
             sid_version=sid_metrics["version"],
             sid_dvc_hash=dvc_dir_hash(wd.sid_dir / f"day={day}" / "artefacts"),
             window=training_window(pd.Timestamp(first).date(), day, run),
