@@ -252,6 +252,11 @@ class RetrieverEvalParams(Strict):
     batch_size: int = Field(16, gt=0)
     valid_samples: int = Field(2000, gt=0)  # validation users decoded per model selection
     valid_beam: int = Field(50, gt=0)  # their beam width
+    # the Task BOS held-out and validation samples are decoded with. serving: the behaviour
+    # serving asks with (click when the log has clicks, else its main engagement) and the
+    # sample's scene, so offline HR is what serving delivers; label: the target's own
+    # behaviour, an oracle (serving cannot know whether the next engagement is a purchase)
+    bos: Literal["serving", "label"] = "serving"
 
 
 class WarmStartParams(Strict):

@@ -15,6 +15,7 @@ from models.retriever.samples import (
     build_samples,
     encode_batch,
     samples_from_histories,
+    serving_behaviour,
     time_split,
 )
 from models.space import FeatureSpace, task_names
@@ -91,6 +92,27 @@ def test_encode_batch_tasks_targets_weights_profiles():
     bad.scene[0] = "flash-sale"
     with pytest.raises(ValueError, match="flash-sale"):
         encode_batch(bad, space, paths, ["user_id"])
+
+
+def test_serving_bos_asks_every_sample_with_the_serving_behaviour():
+    """Held-out samples are decoded as serving asks: the serving behaviour and the sample's
+    scene, never the label's behaviour (a purchase is predicted from a click-BOS request)."""
+    items, sid = catalogue()
+    space = _space()
+    paths = build_item_paths(space.items, sid, ["cat_l2"], 6)
+    s = build_samples(_events(), space, 3)
+    b = encode_batch(s, space, paths, [], bos_behaviour=serving_behaviour(s.event_type))
+    tasks = task_names(["feed", "search"])
+    assert [tasks[i] for i in b["task"]] == [
+        "click/feed",
+        "click/feed",
+        "click/search",
+        "click/feed",
+        "click/search",
+    ]
+    assert serving_behaviour(np.array(["purchase", "purchase", "cart"], object)) == "purchase"
+    assert serving_behaviour(np.array(["purchase", "click"], object)) == "click"
+    assert serving_behaviour(np.array(["exposure"], object)) == "click"
 
 
 def test_samples_from_amazon_style_histories():

@@ -136,14 +136,30 @@ def time_split(samples: Samples, day: dt.date) -> tuple[Samples, Samples]:
     return samples.subset(test & ~last), samples.subset(last)
 
 
+def serving_behaviour(event_types: pd.Series | np.ndarray) -> str:
+    """The behaviour serving's Task-Conditioned BOS asks with (serving/recommender.py): click
+    when the log holds clicks, else its most common engagement (a review log's purchase)."""
+    engaged = pd.Series(np.asarray(event_types, dtype=object))
+    engaged = engaged[engaged.isin(BEHAVIOURS)]
+    if engaged.empty or (engaged == "click").any():
+        return "click"
+    return str(engaged.value_counts().idxmax())
+
+
 def encode_batch(
     samples: Samples,
     space: FeatureSpace,
     paths: ItemPaths | None,
     profile_fields: list[str],
     weights: dict[str, float] | None = None,
+    bos_behaviour: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Tensors for the model: profile, hist, hist_type, task, target (-1 = no path), weight."""
+    """Tensors for the model: profile, hist, hist_type, task, target (-1 = no path), weight.
+
+    The task (Task-Conditioned BOS, UniRec §3.2) is (the sample's behaviour, its scene), or
+    (`bos_behaviour`, its scene) when given: what serving asks with, which cannot know whether
+    the engagement it is asked to predict will be a click or a purchase.
+    """
     n = len(samples)
     profile = np.zeros((n, len(profile_fields)), np.int64)
     for i, f in enumerate(profile_fields):
@@ -152,7 +168,8 @@ def encode_batch(
         elif f in samples.profile:
             profile[:, i] = space.ids(f, samples.profile[f])
     tasks = {t: i for i, t in enumerate(task_names(space.scenes))}
-    task_key = [f"{b}/{s}" for b, s in zip(samples.event_type, samples.scene, strict=True)]
+    asked = samples.event_type if bos_behaviour is None else [bos_behaviour] * n
+    task_key = [f"{b}/{s}" for b, s in zip(asked, samples.scene, strict=True)]
     unknown = sorted({k for k in task_key if k not in tasks})
     if unknown:
         raise ValueError(f"samples hold tasks {unknown[:3]} outside {list(tasks)[:6]}...")

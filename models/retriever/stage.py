@@ -32,7 +32,13 @@ from models.retriever.build import RetrieverParts, build_retriever
 from models.retriever.evaluate import beam_candidates, evaluate
 from models.retriever.paths import ItemPaths, load_item_paths, save_item_paths
 from models.retriever.protocol import Split, split_samples
-from models.retriever.samples import Samples, attach_profiles, build_samples, encode_batch
+from models.retriever.samples import (
+    Samples,
+    attach_profiles,
+    build_samples,
+    encode_batch,
+    serving_behaviour,
+)
 from models.retriever.train import (
     TrainResult,
     load_checkpoint,
@@ -92,6 +98,7 @@ class RetrieverEval:
     beam_size: int
     seconds: float
     metrics: dict[str, float]  # hr@K (all / purchase), recall/ndcg@K, token hit ratio @3
+    bos: str  # the Task BOS decoded with: "serving:<behaviour>" or "label" (an oracle)
 
     def to_json(self) -> dict:
         """The metrics.json content (flat: the gates read `hr@50` etc. at the top level)."""
@@ -101,6 +108,7 @@ class RetrieverEval:
             "beam_size": self.beam_size,
             "protocol": self.protocol,
             "samples": self.samples,
+            "bos": self.bos,
         }
 
 
@@ -114,6 +122,7 @@ class Prepared:
     held: Samples  # the evaluated test samples (capped at retriever.eval.max_samples)
     held_data: dict[str, torch.Tensor]
     valid_data: dict[str, torch.Tensor] | None
+    bos: str  # the Task BOS held-out and validation samples are decoded with (eval_bos)
 
 
 def warehouse_inputs(warehouse, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -151,14 +160,25 @@ def prepare(
         pick = np.sort(np.random.default_rng(0).choice(len(held), rp.eval.max_samples, False))
         held = held.subset(pick)
     w = rp.train.engagement_weights
-    held_data = encode_batch(held, parts.space, parts.paths, mp.profile_fields, w)
+    bos, asked = eval_bos(params, events)
+    held_data = encode_batch(held, parts.space, parts.paths, mp.profile_fields, w, asked)
     valid_data = None
     if split.valid is not None and len(split.valid):
         n_val = min(rp.eval.valid_samples, len(split.valid))
         pick = np.sort(np.random.default_rng(1).choice(len(split.valid), n_val, replace=False))
         valid = split.valid.subset(pick)
-        valid_data = encode_batch(valid, parts.space, parts.paths, mp.profile_fields, w)
-    return Prepared(parts, split, split.train, held, held_data, valid_data)
+        valid_data = encode_batch(valid, parts.space, parts.paths, mp.profile_fields, w, asked)
+    return Prepared(parts, split, split.train, held, held_data, valid_data, bos)
+
+
+def eval_bos(params: Params, events: pd.DataFrame) -> tuple[str, str | None]:
+    """The Task BOS held-out and validation samples are decoded with: serving's behaviour
+    (`retriever.eval.bos: serving`, so offline HR is what serving delivers) or each target's
+    own behaviour (`label`: an oracle, serving cannot know it) -> (label, behaviour or None)."""
+    if params.retriever.eval.bos == "label":
+        return "label", None
+    behaviour = serving_behaviour(events["event_type"])
+    return f"serving:{behaviour}", behaviour
 
 
 def plan_start(params: Params, prep: Prepared, day: dt.date, warm_from: Path | None) -> WarmPlan:
@@ -229,7 +249,7 @@ def save(out: Path, prep: Prepared, day: dt.date, protocol: str, result: TrainRe
     save_item_paths(parts.paths, out / "item_paths.parquet")
     (out / "vocab.json").write_text(json.dumps(parts.space.vocab))
     save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
-    meta = eval_meta(prep.held, parts.space, day, protocol)
+    meta = eval_meta(prep.held, parts.space, day, protocol, prep.bos)
     write_text_atomic(json.dumps(meta), out / "eval_meta.json")
     plot_losses(result, out / "loss.png", f"retriever loss, as of {day}")
 
@@ -329,17 +349,20 @@ def track(
     )
 
 
-def eval_meta(samples: Samples, space, day: dt.date, protocol: str) -> dict:  # noqa: ANN001
+def eval_meta(samples: Samples, space, day: dt.date, protocol: str, bos: str) -> dict:  # noqa: ANN001
     """What identifies the held-out samples: user, target, history (item ids, oldest first),
-    task and whether it is a purchase, in `eval.safetensors` order."""
+    the task decoded with (`bos`: see eval_bos) and whether it is a purchase, in
+    `eval.safetensors` order."""
     items = {row: item for item, row in space.item_row.items()}  # item-table row -> item id
+    asked = samples.event_type if bos == "label" else [bos.split(":", 1)[1]] * len(samples)
     return {
         "day": day.isoformat(),
         "protocol": protocol,
+        "bos": bos,
         "purchase": (samples.event_type == "purchase").tolist(),
         "users": [str(u) for u in samples.user_id],
         "targets": [str(i) for i in samples.item_id],
-        "tasks": [f"{b}/{s}" for b, s in zip(samples.event_type, samples.scene, strict=True)],
+        "tasks": [f"{b}/{s}" for b, s in zip(asked, samples.scene, strict=True)],
         "histories": [[items[int(r)] for r in row if r > 0] for row in samples.hist],
     }
 
@@ -372,6 +395,7 @@ def evaluate_run(params: Params, out: Path, progress: bool = False) -> Retriever
         ev.beam_size,
         round(time.perf_counter() - t0, 2),
         metrics,
+        meta.get("bos", "label"),
     )
     write_topk(out / TOPK_FILE, meta, paths, ranked)
     write_text_atomic(json.dumps(result.to_json(), indent=2), out / "metrics.json")

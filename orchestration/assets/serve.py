@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from models.retriever.samples import serving_behaviour
 from models.tokenizer.dvc_hash import dvc_dir_hash
 from models.tokenizer.versions import recorded_version
 from models.tracking import RunLink, add_to_run
@@ -77,15 +78,6 @@ def training_window(first: dt.date, day: dt.date, run) -> str:  # noqa: ANN001 -
     if protocol == "leave_one_out":
         return f"{first}..{day} but each user's last two engagements (leave-one-out)"
     return f"{first}..{day - dt.timedelta(days=1)}"
-
-
-def serving_behaviour(events: pd.DataFrame) -> str:
-    """The behaviour a request asks for: click when the source logs clicks, else the most
-    common engaged event type (a review log's purchase)."""
-    engaged = events[events["event_type"].isin(["click", "cart", "purchase"])]["event_type"]
-    if engaged.empty or (engaged == "click").any():
-        return "click"
-    return str(engaged.value_counts().idxmax())
 
 
 def mlflow_runs(parts: dict[str, Path], aligned: Path | None, run: Path) -> dict[str, RunLink]:
@@ -164,7 +156,7 @@ def build_serve_assets(
         manifest = BundleManifest(
             day=day.isoformat(),
             # click where the source logs clicks, else its most common engagement (reviews)
-            task_behaviour=serving_behaviour(events),
+            task_behaviour=serving_behaviour(events["event_type"]),
             sid_version=sid_metrics["version"],
             sid_dvc_hash=dvc_version.md5 if dvc_version else dvc_dir_hash(artefacts),
             window=training_window(pd.Timestamp(first).date(), day, run),
