@@ -137,12 +137,14 @@ def test_day_outside_the_source_names_its_range(own):
     assert out.returncode == 2 and "history batch" in out.stderr
 
 
-def test_schedule_asks_for_yesterday_and_skips_a_day_without_data(own, monkeypatch):
+def test_schedule_asks_for_yesterday_and_skips_a_day_without_data(own, monkeypatch, tmp_path):
     monkeypatch.setenv("SIDFLOW_WORKDIR", str(own["work"]))
     defs = build_definitions(_params(own))
     schedule = defs.get_schedule_def("daily_retrain")
     repo = defs.get_repository_def()
-    with dg.DagsterInstance.ephemeral() as instance:
+    # the schedule reads the instance's runs (a day a run covers is skipped): an empty instance
+    # on disk, as dagster-daemon gives one (an ephemeral one has no reference to reopen)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
 
         def tick(day: dt.date):  # noqa: ANN202
             when = dt.datetime.combine(day, dt.time(2), dt.UTC)
