@@ -148,7 +148,9 @@ def test_schedule_asks_for_yesterday_and_skips_a_day_without_data(own, monkeypat
     defs = build_definitions(_params(own))
     schedule = defs.get_schedule_def("daily_retrain")
     repo = defs.get_repository_def()
-    with dg.DagsterInstance.ephemeral() as instance:
+    # a schedule's context needs a persistent instance (one with a ref); a fresh one holds no
+    # run that already covers the day
+    with dg.DagsterInstance.local_temp() as instance:
 
         def tick(day: dt.date):  # noqa: ANN202
             when = dt.datetime.combine(day, dt.time(2), dt.UTC)
