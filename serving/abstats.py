@@ -16,8 +16,10 @@ Intervals (`serving.ab.interval`):
 - `delta` (default): the delta method for a ratio of means (Deng, Knoblich, Lu 2018,
   "Applying the Delta Method in Metric Analytics", eq. 2):
   Var(M) ~ (s_y^2 - 2 M s_xy + M^2 s_x^2) / (n mean_x^2); the arms are independent, so
-  Var(M_t - M_c) = Var(M_t) + Var(M_c), and the relative lift L = M_t / M_c - 1 has
-  Var(L) ~ Var(M_t) / M_c^2 + M_t^2 Var(M_c) / M_c^4. Normal intervals.
+  Var(M_t - M_c) = Var(M_t) + Var(M_c): a normal interval for the difference. The relative
+  lift M_t / M_c - 1 gets Fieller's interval from the same variances (asymmetric; it
+  excludes 0 exactly when the difference's interval does, which a linearised lift
+  interval does not guarantee when the reference arm is small and noisy).
 - `bootstrap`: a user-level Poisson bootstrap (each user's row drawn Poisson(1) times per
   replicate, arms resampled independently), percentile intervals; slower, no normal
   approximation.
@@ -124,6 +126,23 @@ class Comparison:
         return {**asdict(self), "significant": self.significant}
 
 
+def fieller(mt: float, vt: float, mc: float, vc: float, z: float) -> tuple[float, float]:
+    """The interval of the lift mt / mc - 1 by Fieller's theorem (independent estimates with
+    variances vt, vc): every r with (mt - r mc)^2 <= z^2 (vt + r^2 vc). At r = 1 this is the
+    difference's test, so the lift's interval excludes 0 exactly when the difference's does.
+    Unbounded (-inf, inf) when mc itself is not significantly away from 0."""
+    a = mc * mc - z * z * vc
+    b = -2 * mt * mc
+    c = mt * mt - z * z * vt
+    disc = b * b - 4 * a * c
+    if not np.isfinite([a, b, c]).all():
+        return float("nan"), float("nan")
+    if a <= 0 or disc < 0:
+        return float("-inf"), float("inf")
+    root = np.sqrt(disc)
+    return float((-b - root) / (2 * a) - 1), float((-b + root) / (2 * a) - 1)
+
+
 def _weights(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     return rng.poisson(1.0, (b, n)).astype(np.float64)
 
@@ -161,9 +180,8 @@ def compare(
     else:
         z = NormalDist().inv_cdf(1 - alpha / 2)
         sd_d = np.sqrt(vt + vc)
-        sd_l = np.sqrt(vt / mc**2 + mt**2 * vc / mc**4) if mc else float("nan")
         d_lo, d_hi = diff - z * sd_d, diff + z * sd_d
-        l_lo, l_hi = lift - z * sd_l, lift + z * sd_l
+        l_lo, l_hi = fieller(mt, vt, mc, vc, z)
     return Comparison(
         metric,
         arm,

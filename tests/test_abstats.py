@@ -62,6 +62,8 @@ def test_delta_interval_covers_a_known_difference_and_the_exposure_level_one_doe
         )
         c = abstats.compare(users, "treatment", "control", "ctr")
         covered += c.diff_low <= truth <= c.diff_high
+        # Fieller's lift interval excludes 0 exactly when the difference's interval does
+        assert c.significant == (c.diff_low > 0 or c.diff_high < 0)
         s = abstats.arm_summary(users).set_index("arm")
         se = np.sqrt(
             sum(s.loc[a, "ctr"] * (1 - s.loc[a, "ctr"]) / s.loc[a, "exposures"] for a in s.index)
@@ -69,6 +71,15 @@ def test_delta_interval_covers_a_known_difference_and_the_exposure_level_one_doe
         naive_covered += abs(c.diff - truth) <= 1.96 * se
     assert 0.90 <= covered / reps <= 0.99, covered
     assert naive_covered / reps < 0.85, naive_covered
+
+
+def test_fieller_lift_interval():
+    # a precise reference: close to the linearised interval, asymmetric around the lift
+    lo, hi = abstats.fieller(1.1, 0.0004, 1.0, 0.0004, 1.96)
+    assert lo < 0.1 < hi and hi - 0.1 > 0.1 - lo
+    assert (lo, hi) == pytest.approx((0.1 - 1.96 * 0.0297, 0.1 + 1.96 * 0.0297), abs=0.01)
+    # a reference indistinguishable from 0: the lift is unbounded
+    assert abstats.fieller(1.0, 0.01, 0.1, 0.01, 1.96) == (float("-inf"), float("inf"))
 
 
 def test_bootstrap_and_delta_intervals_agree():

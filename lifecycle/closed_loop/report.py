@@ -123,6 +123,7 @@ def plot_lifts(lifts: pd.DataFrame, path: Path) -> None:
             x = r["day"].map(x_of).to_numpy() + (j - (len(pairs) - 1) / 2) * 0.12
             y = 100 * r["lift"].to_numpy()
             err = 100 * np.abs(r[["lift_low", "lift_high"]].to_numpy().T - r["lift"].to_numpy())
+            err = np.where(np.isfinite(err), err, np.nan)  # an unbounded interval: no bar
             ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=f"{arm} vs {ref}")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{LABELS[metric]} lift, % (95% CI over users)")
