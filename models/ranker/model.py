@@ -17,9 +17,12 @@ over [q, k, q-k, q*k] and DCNv2's first layer over [e_u, pooled, item, cross], a
 user block computed once per request and an item block per candidate (`mari_user`,
 `rank_task_logits_mari`); the outputs equal the plain path's.
 
-Codebook vectors c_{l,k} only address (the SID table's codes, fixed so serving's trie and
-the DVC-versioned table agree); they follow EMA means of the encoder residuals and give
-L_commit (eq. 11) and L_sem (eq. 12). B rows, T history, L SID layers, D_c cross features.
+Codebook vectors c_{l,k} only address; they follow EMA means of the encoder residuals and
+give L_commit (eq. 11) and L_sem (eq. 12). With `sid: fixed` the codes are the SID table's
+(DIG's fixed-SID ablation); with `sid: learned` the codebooks start as the mean residuals of
+the table's codes (the capacity-constrained tree, §3.2 "zero-collision initialisation") and
+`reassign` re-codes the catalogue by argmin against them (eq. 2-3), so `item_sids` holds
+the learned codes (saved with the weights). B rows, T history, L SID layers, D_c cross features.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ class RankerConfig:
     u2t: str = "mlp"  # mlp | bucket_mean | mlp_on_bucket_mean
     lambda_commit: float = 0.25  # eq. 8: lambda_1, lambda_2, lambda_3
     lambda_sem: float = 0.1
-    lambda_u2t: float = 1.0
+    lambda_u2t: float = 0.1  # DIG §4.1: lambda_3 = 0.1
     ema_decay: float = 0.99
+    sid: str = "fixed"  # fixed | learned (codes re-assigned by argmin, eq. 2-3)
     tasks: list[str] = field(default_factory=lambda: ["click"])  # rank-path objectives
     mari: bool = True  # serving scores through the re-parameterised path (MaRI)
 
@@ -332,12 +336,25 @@ class DIGRanker(nn.Module):
         """Eq. 7 / 16: codes (B, L) -> ([logits (B,) per layer], [u2t_hat (B, D_c) per layer])."""
         logits, u2ts = [], []
         for layer, e_sid in enumerate(self.sid_prefix(codes)):
-            item = self.bn_sid(e_sid)
-            pooled = self.attention(item, user.hist, user.mask)
-            u2t = self.u2t(user, pooled, e_sid, codes, layer)
-            logits.append(self.mixer(user, item, self.bn_u2t(u2t), pooled))  # click logit
+            logit, u2t = self.recall_at(user, e_sid, codes, layer)
+            logits.append(logit)
             u2ts.append(u2t)
         return logits, u2ts
+
+    def recall_at(
+        self, user: UserSide, e_sid: torch.Tensor, codes: torch.Tensor, layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 16 at one layer: e_sid^(1:l) (B, d), codes (B, L) (columns after `layer` unused)
+        -> (click logit (B,), u2t_hat (B, D_c)); u2t_hat replaces c_{u,v} (§3.4)."""
+        item = self.bn_sid(e_sid)
+        pooled = self.attention(item, user.hist, user.mask)
+        u2t = self.u2t(user, pooled, e_sid, codes, layer)
+        return self.mixer(user, item, self.bn_u2t(u2t), pooled), u2t
+
+    def prefix_logit(self, user: UserSide, codes: torch.Tensor, layer: int) -> torch.Tensor:
+        """Retrieval score of SID prefixes s_1..s_{layer+1}: codes (B, L) code + 1 -> (B,)."""
+        e_sid = sum(self.sid_emb[i](codes[:, i]) for i in range(layer + 1))
+        return self.recall_at(user, e_sid, codes, layer)[0]
 
     def _cross(self, cross: torch.Tensor) -> torch.Tensor:
         return cross if self.cfg.n_cross else cross.new_zeros(len(cross), 1)
@@ -350,6 +367,31 @@ class DIGRanker(nn.Module):
             out.append(r)
             r = r - self.codebooks[layer][(codes[:, layer] - 1).clamp(min=0)]
         return out
+
+    @torch.no_grad()
+    def assign(self, e_v: torch.Tensor) -> torch.Tensor:
+        """Greedy residual quantisation (eq. 2-3): e_v (B, d) -> codes (B, L) code + 1,
+        s_l = argmin_k ||r_{l-1} - c_{l,k}||, r_l = r_{l-1} - c_{l,s_l}."""
+        r, out = e_v.float(), []
+        for layer in range(self.cfg.n_layers):
+            k = torch.cdist(r, self.codebooks[layer]).argmin(1)  # (B,)
+            out.append(k + 1)
+            r = r - self.codebooks[layer][k]
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
+    def reassign(self, batch_rows: int = 8192) -> dict[str, float]:
+        """`sid: learned`: re-code every catalogue item (rows >= 1) by `assign` against the
+        current codebooks, in place in `item_sids`; returns the collision rate (share of items
+        whose full code another item shares) and the share of items whose code moved."""
+        n = len(self.item_fields)
+        new = torch.zeros_like(self.item_sids)
+        for s in range(1, n, batch_rows):
+            rows = torch.arange(s, min(n, s + batch_rows), device=self.item_sids.device)
+            new[rows] = self.assign(self.enc(self.item_fields[rows]))
+        moved = float((new[1:] != self.item_sids[1:]).any(1).float().mean()) if n > 1 else 0.0
+        self.item_sids.copy_(new)
+        return {"collision": collision_share(self.item_sids[1:]), "moved": moved}
 
     @torch.no_grad()
     def init_codebooks(self) -> None:
@@ -381,6 +423,16 @@ class DIGRanker(nn.Module):
         seen = counts > 0
         mean = sums[seen] / counts[seen, None]
         self.codebooks[layer, seen] = decay * self.codebooks[layer, seen] + (1 - decay) * mean
+
+
+def collision_share(codes: torch.Tensor) -> float:
+    """Share of the rows of codes (N, L) with a SID (all > 0) whose full code another shares
+    (models/tokenizer/dedup.py's collision rate, before any dedup index)."""
+    codes = codes[(codes > 0).all(1)]
+    if not len(codes):
+        return 0.0
+    _, inv, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
+    return float((counts[inv] > 1).float().mean())
 
 
 def prefix_keys(codes: torch.Tensor, layer: int, K: int) -> torch.Tensor:
