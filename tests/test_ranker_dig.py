@@ -13,7 +13,7 @@ from test_ranker import SMALL, setup
 
 from models.ranker.checkpoint import load_ranker, save_ranker
 from models.ranker.data import encode_frame
-from models.ranker.model import collision_share
+from models.ranker.model import collision_share, unique_argmin
 from models.ranker.retrieval import CodeIndex, ranker_beam_search, reference_ranker_beam_search
 from models.ranker.train import train_ranker
 from sidflow.config import RankerParams
@@ -24,6 +24,18 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 def test_collision_share_counts_items_whose_full_code_another_item_shares():
     codes = torch.tensor([[1, 2], [1, 2], [1, 3], [2, 2], [0, 0]])  # last: no SID
     assert collision_share(codes) == 0.5
+
+
+def test_unique_argmin_gives_the_contested_column_to_the_nearer_row():
+    dist = torch.tensor([[0.1, 0.5, 0.9], [0.2, 0.3, 0.8], [0.05, 0.6, 0.7], [0.1, 0.2, 0.3]])
+    group = torch.tensor([0, 0, 0, 1])  # row 3 is alone in its group: plain argmin
+    assert unique_argmin(dist, group).tolist() == [2, 1, 0, 0]
+    # more rows than columns in a group: the columns are all used, the rest collide
+    many = unique_argmin(
+        torch.rand(5, 3, generator=torch.Generator().manual_seed(0)),
+        torch.zeros(5, dtype=torch.long),
+    )
+    assert set(many.tolist()) == {0, 1, 2}
 
 
 def test_learned_sids_move_codes_and_log_the_collision_rate(tmp_path):
@@ -37,6 +49,8 @@ def test_learned_sids_move_codes_and_log_the_collision_rate(tmp_path):
     assert not torch.equal(model.item_sids, table)
     assert (model.item_sids[1:] > 0).all()  # every catalogue item has a learned code
     assert result.collision_final == collision_share(model.item_sids[1:])
+    # distinct codes wherever a prefix has room: at most the plain argmin's collisions
+    assert all(c["collision"] <= c["collision_argmin"] + 1e-9 for c in result.curve)
     assert all(0.0 <= c["collision"] <= 1.0 for c in result.curve)
     assert any(c["moved"] > 0 for c in result.curve)  # logged per step after the warm-up
     for part in ["total", "rank", "recall", "commit", "sem", "u2t"]:

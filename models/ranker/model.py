@@ -369,29 +369,35 @@ class DIGRanker(nn.Module):
         return out
 
     @torch.no_grad()
-    def assign(self, e_v: torch.Tensor) -> torch.Tensor:
+    def assign(self, e_v: torch.Tensor, unique_last: bool = False) -> torch.Tensor:
         """Greedy residual quantisation (eq. 2-3): e_v (B, d) -> codes (B, L) code + 1,
-        s_l = argmin_k ||r_{l-1} - c_{l,k}||, r_l = r_{l-1} - c_{l,s_l}."""
+        s_l = argmin_k ||r_{l-1} - c_{l,k}||, r_l = r_{l-1} - c_{l,s_l}. With `unique_last`
+        the last layer gives the B items distinct full codes where it can (`unique_argmin`)."""
         r, out = e_v.float(), []
         for layer in range(self.cfg.n_layers):
-            k = torch.cdist(r, self.codebooks[layer]).argmin(1)  # (B,)
+            dist = torch.cdist(r, self.codebooks[layer])  # (B, K)
+            if unique_last and layer == self.cfg.n_layers - 1:
+                k = unique_argmin(dist, prefix_keys(torch.stack(out, 1), layer - 1, dist.shape[1]))
+            else:
+                k = dist.argmin(1)  # (B,)
             out.append(k + 1)
             r = r - self.codebooks[layer][k]
         return torch.stack(out, 1)
 
     @torch.no_grad()
-    def reassign(self, batch_rows: int = 8192) -> dict[str, float]:
-        """`sid: learned`: re-code every catalogue item (rows >= 1) by `assign` against the
-        current codebooks, in place in `item_sids`; returns the collision rate (share of items
-        whose full code another item shares) and the share of items whose code moved."""
-        n = len(self.item_fields)
-        new = torch.zeros_like(self.item_sids)
-        for s in range(1, n, batch_rows):
-            rows = torch.arange(s, min(n, s + batch_rows), device=self.item_sids.device)
-            new[rows] = self.assign(self.enc(self.item_fields[rows]))
-        moved = float((new[1:] != self.item_sids[1:]).any(1).float().mean()) if n > 1 else 0.0
-        self.item_sids.copy_(new)
-        return {"collision": collision_share(self.item_sids[1:]), "moved": moved}
+    def reassign(self) -> dict[str, float]:
+        """`sid: learned`: re-code every catalogue item (rows >= 1) against the current
+        codebooks, in place in `item_sids` (eq. 2-3; at the last layer an item whose nearest
+        code a nearer item of the same prefix holds takes its next nearest free code, so full
+        codes stay distinct: DIG's low-collision design, §3.2). Returns the collision rates of
+        the plain argmin and of the kept codes (share of items whose full code another item
+        shares) and the share of items whose code moved."""
+        e_v = self.enc(self.item_fields[1:])  # (N, d)
+        plain = collision_share(self.assign(e_v))
+        new = self.assign(e_v, unique_last=True)
+        moved = float((new != self.item_sids[1:]).any(1).float().mean()) if len(new) else 0.0
+        self.item_sids[1:] = new
+        return {"collision": collision_share(new), "collision_argmin": plain, "moved": moved}
 
     @torch.no_grad()
     def init_codebooks(self) -> None:
@@ -423,6 +429,27 @@ class DIGRanker(nn.Module):
         seen = counts > 0
         mean = sums[seen] / counts[seen, None]
         self.codebooks[layer, seen] = decay * self.codebooks[layer, seen] + (1 - decay) * mean
+
+
+def unique_argmin(dist: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Per row the nearest column (dist (B, K)) such that no two rows of one group (B,) share
+    a column, where the group has at most K rows: the nearer row keeps a contested column,
+    the other takes its next nearest (greedy, repeated until no row of a group collides)."""
+    dist = dist.clone()
+    K = dist.shape[1]
+    for _ in range(K):
+        k = dist.argmin(1)
+        d = dist.gather(1, k[:, None]).squeeze(1)
+        key = group * K + k
+        by_dist = torch.argsort(d, stable=True)
+        order = by_dist[torch.argsort(key[by_dist], stable=True)]  # by key, then distance
+        ks = key[order]
+        losers = order[1:][ks[1:] == ks[:-1]]  # not the nearest of their (group, column)
+        losers = losers[torch.isfinite(d[losers])]  # a full group: no free column left
+        if not len(losers):
+            return k
+        dist[losers, k[losers]] = float("inf")
+    return dist.argmin(1)
 
 
 def collision_share(codes: torch.Tensor) -> float:

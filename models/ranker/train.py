@@ -141,10 +141,11 @@ def train_ranker(
                 break
             if min(len(b) for b in group) < 2:  # BatchNorm needs two rows (on every rank)
                 continue
-            moved = 0.0
+            moved, plain = 0.0, collision
             if step >= first_reassign:  # eq. 2-3 against the EMA codebooks
                 stats = model.reassign()
                 collision, moved = stats["collision"], stats["moved"]
+                plain = stats["collision_argmin"]
                 if model.cfg.u2t != "mlp" and step % 20 == 0:
                     fit_bucket_means(model, data)
             batch = {k: v[group[rank]].to(dev) for k, v in data.items()}
@@ -159,7 +160,7 @@ def train_ranker(
             opt.step()
             model.ema_update(residuals, codes)
             running.append({k: float(v.detach()) for k, v in {"total": loss, **parts}.items()})
-            running[-1] |= {"collision": collision, "moved": moved}
+            running[-1] |= {"collision": collision, "collision_argmin": plain, "moved": moved}
             step += 1
             bar.update(1)
             if step % 20 == 0 or step == total:
