@@ -111,6 +111,20 @@ def beam_report(
     return report, cpu
 
 
+def code_moves(run: Path, table: torch.Tensor) -> dict:
+    """Per SID layer, the share of the table's items whose code the run's ranker changed,
+    and the first-layer codes in use (table (N+1, L) codes + 1 of the SID table)."""
+    model, _, _ = load_ranker(run)
+    has = (table > 0).all(1)
+    has[0] = False
+    new = model.item_sids
+    out = {
+        f"moved_l{i + 1}": round(float((new[has, i] != table[has, i]).float().mean()), 4)
+        for i in range(table.shape[1])
+    }
+    return out | {"codes_in_use_l1": int(len(torch.unique(new[1:, 0])))}
+
+
 def summarise(runs: list[dict], keys: list[str]) -> dict:
     """Mean and sample sd over the runs of each key."""
     out = {}
@@ -182,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     "collision_start": trained.collision_start,
                     "collision_final": trained.collision_final,
                     "moved_from_table": trained.moved_from_table,
+                    **code_moves(folder, space.item_sids(sid.frame)),
                     "steps": trained.steps,
                     "train_rows": trained.samples["train_rows"],
                     "train_cpu_s": round(train_cpu, 1),
