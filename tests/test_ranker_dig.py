@@ -165,3 +165,20 @@ def test_learned_sids_train_on_the_tiny_world_and_retrieve(tiny_world):
     index = CodeIndex.build(model.item_sids, model.cfg.codebook_size)
     items_out, _ = ranker_beam_search(model, held, index, beam_size=5, top_n=5)
     assert (items_out >= 1).all() and (items_out < len(model.item_sids)).all()
+
+
+def test_learned_sids_under_two_processes_come_back_from_the_hand_off(tmp_path):
+    """torchrun (models/launch.py): both ranks re-assign the same codes (the codebooks' EMA
+    step is all-reduced), and the learned codes travel back in the safetensors checkpoint."""
+    from models.ranker.train import train_ranker_distributed
+
+    rp = RankerParams(**SMALL, max_steps=30, sid="learned", sid_warmup=0.3)
+    model, enc, frame = setup(rp)
+    table = model.item_sids.clone()
+    data = encode_frame(frame[~frame["eval"]], enc, users(), rp.history_len)
+    trained, result = train_ranker_distributed(
+        model, enc, rp.history_len, data, rp, 2, tmp_path / "tr"
+    )
+    assert result.world_size == 2 and result.sid == "learned"
+    assert result.moved_from_table > 0 and not torch.equal(trained.item_sids, table)
+    assert result.collision_final == collision_share(trained.item_sids[1:])
