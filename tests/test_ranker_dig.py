@@ -182,3 +182,46 @@ def test_learned_sids_under_two_processes_come_back_from_the_hand_off(tmp_path):
     assert result.world_size == 2 and result.sid == "learned"
     assert result.moved_from_table > 0 and not torch.equal(trained.item_sids, table)
     assert result.collision_final == collision_share(trained.item_sids[1:])
+
+
+def test_learned_sids_carry_over_a_warm_start(tmp_path):
+    """Yesterday's learned codes follow their items into today's ranker (by item id), and the
+    plan stays warm although they differ from today's SID table."""
+    import datetime as dt
+    import json
+
+    import pandas as pd
+    from retriever_fixtures import catalogue
+    from test_ranker import _ranker_for
+
+    from models.ranker.warm import warm_plan, warm_start
+    from sidflow.config import WarmStartParams
+
+    rp = RankerParams(**SMALL, max_steps=20, sid="learned", sid_warmup=0.2)
+    items, sid = catalogue(60, 6)
+    old, old_enc = _ranker_for(items, sid, rp, seed=0)
+    old.item_sids[1:] = torch.flip(old.item_sids[1:], [0])  # codes the table does not have
+    new_item = items.iloc[[0]].assign(item_id="i000a")
+    items2 = pd.concat([items, new_item], ignore_index=True)
+    sid2 = pd.concat([sid, sid.iloc[[0]].assign(item_id="i000a", s0=5, s1=5, s2=5, dedup=0)])
+    new, enc = _ranker_for(items2, sid2, rp, seed=1)
+    table_new = new.item_sids.clone()
+    prev = tmp_path / "day=2026-01-07"
+    save_ranker(old, old_enc, rp.history_len, prev, {"day": "2026-01-07"})
+    (prev / "train.json").write_text(json.dumps({"day": "2026-01-07", "cold_day": "2026-01-07"}))
+    plan = warm_plan(WarmStartParams(lr=1e-3), prev, new, enc, dt.date(2026, 1, 8))
+    assert plan.start == "warm", plan
+    warm_start(new, enc, plan.model, plan.previous)
+    v_old, v_new = old_enc.vocab["item_id"], enc.vocab["item_id"]
+    for item in ("i000", "i001", "i059"):
+        assert torch.equal(new.item_sids[v_new[item]], old.item_sids[v_old[item]]), item
+    assert torch.equal(new.item_sids[v_new["i000a"]], table_new[v_new["i000a"]])  # new: table's
+    # fixed SIDs: the same moved codes force a cold start
+    fixed, enc_f = _ranker_for(items2, sid2, RankerParams(**SMALL), seed=1)
+    old_fixed, old_enc_f = _ranker_for(items, sid, RankerParams(**SMALL), seed=0)
+    old_fixed.item_sids[1:] = torch.flip(old_fixed.item_sids[1:], [0])
+    prev_f = tmp_path / "fixed"
+    save_ranker(old_fixed, old_enc_f, rp.history_len, prev_f, {"day": "2026-01-07"})
+    (prev_f / "train.json").write_text(json.dumps({"day": "2026-01-07"}))
+    plan_f = warm_plan(WarmStartParams(lr=1e-3), prev_f, fixed, enc_f, dt.date(2026, 1, 8))
+    assert plan_f.start == "cold" and "kept their SID" in plan_f.reason
