@@ -367,8 +367,12 @@ class RankerParams(Strict):
     u2t: Literal["mlp", "bucket_mean", "mlp_on_bucket_mean"] = "mlp"  # bucket_mean: Ablation 3
     lambda_commit: float = Field(0.25, ge=0)  # eq. 8
     lambda_sem: float = Field(0.1, ge=0)
-    lambda_u2t: float = Field(1.0, ge=0)
+    lambda_u2t: float = Field(0.1, ge=0)  # DIG §4.1: lambda_3 = 0.1
     ema_decay: float = Field(0.99, gt=0, lt=1)  # codebook EMA (§3.2)
+    # SIDs: fixed = the SID table's codes (DIG's fixed-SID ablation); learned = re-assigned
+    # each step by argmin against the EMA codebooks (eq. 2-3), initialised from the table
+    sid: Literal["fixed", "learned"] = "fixed"
+    sid_warmup: float = Field(0.3, ge=0, le=1)  # learned: share of steps on the table's codes
     # rank-path objectives, one logit each (click first: the rank path of eq. 6); purchase is
     # the predicted engagement RFT's reward aggregates (unirec eq. 21)
     objectives: list[Literal["click", "cart", "purchase"]] = ["click", "purchase"]

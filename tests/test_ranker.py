@@ -76,7 +76,8 @@ SMALL = {
 
 
 def test_loss_parts_finite_and_decreasing():
-    rp = RankerParams(**SMALL, max_steps=80)
+    # lambda_u2t 1: at the paper's 0.1 the u2t part moves too little in 80 steps to test
+    rp = RankerParams(**SMALL, max_steps=80, lambda_u2t=1.0)
     model, enc, frame = setup(rp)
     data = encode_frame(frame[~frame["eval"]], enc, users(), rp.history_len)
     result = train_ranker(model, data, rp, progress=False)

@@ -17,9 +17,12 @@ over [q, k, q-k, q*k] and DCNv2's first layer over [e_u, pooled, item, cross], a
 user block computed once per request and an item block per candidate (`mari_user`,
 `rank_task_logits_mari`); the outputs equal the plain path's.
 
-Codebook vectors c_{l,k} only address (the SID table's codes, fixed so serving's trie and
-the DVC-versioned table agree); they follow EMA means of the encoder residuals and give
-L_commit (eq. 11) and L_sem (eq. 12). B rows, T history, L SID layers, D_c cross features.
+Codebook vectors c_{l,k} only address; they follow EMA means of the encoder residuals and
+give L_commit (eq. 11) and L_sem (eq. 12). With `sid: fixed` the codes are the SID table's
+(DIG's fixed-SID ablation); with `sid: learned` the codebooks start as the mean residuals of
+the table's codes (the capacity-constrained tree, §3.2 "zero-collision initialisation") and
+`reassign` re-codes the catalogue by argmin against them (eq. 2-3), so `item_sids` holds
+the learned codes (saved with the weights). B rows, T history, L SID layers, D_c cross features.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ class RankerConfig:
     u2t: str = "mlp"  # mlp | bucket_mean | mlp_on_bucket_mean
     lambda_commit: float = 0.25  # eq. 8: lambda_1, lambda_2, lambda_3
     lambda_sem: float = 0.1
-    lambda_u2t: float = 1.0
+    lambda_u2t: float = 0.1  # DIG §4.1: lambda_3 = 0.1
     ema_decay: float = 0.99
+    sid: str = "fixed"  # fixed | learned (codes re-assigned by argmin, eq. 2-3)
     tasks: list[str] = field(default_factory=lambda: ["click"])  # rank-path objectives
     mari: bool = True  # serving scores through the re-parameterised path (MaRI)
 
@@ -332,12 +336,25 @@ class DIGRanker(nn.Module):
         """Eq. 7 / 16: codes (B, L) -> ([logits (B,) per layer], [u2t_hat (B, D_c) per layer])."""
         logits, u2ts = [], []
         for layer, e_sid in enumerate(self.sid_prefix(codes)):
-            item = self.bn_sid(e_sid)
-            pooled = self.attention(item, user.hist, user.mask)
-            u2t = self.u2t(user, pooled, e_sid, codes, layer)
-            logits.append(self.mixer(user, item, self.bn_u2t(u2t), pooled))  # click logit
+            logit, u2t = self.recall_at(user, e_sid, codes, layer)
+            logits.append(logit)
             u2ts.append(u2t)
         return logits, u2ts
+
+    def recall_at(
+        self, user: UserSide, e_sid: torch.Tensor, codes: torch.Tensor, layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 16 at one layer: e_sid^(1:l) (B, d), codes (B, L) (columns after `layer` unused)
+        -> (click logit (B,), u2t_hat (B, D_c)); u2t_hat replaces c_{u,v} (§3.4)."""
+        item = self.bn_sid(e_sid)
+        pooled = self.attention(item, user.hist, user.mask)
+        u2t = self.u2t(user, pooled, e_sid, codes, layer)
+        return self.mixer(user, item, self.bn_u2t(u2t), pooled), u2t
+
+    def prefix_logit(self, user: UserSide, codes: torch.Tensor, layer: int) -> torch.Tensor:
+        """Retrieval score of SID prefixes s_1..s_{layer+1}: codes (B, L) code + 1 -> (B,)."""
+        e_sid = sum(self.sid_emb[i](codes[:, i]) for i in range(layer + 1))
+        return self.recall_at(user, e_sid, codes, layer)[0]
 
     def _cross(self, cross: torch.Tensor) -> torch.Tensor:
         return cross if self.cfg.n_cross else cross.new_zeros(len(cross), 1)
@@ -350,6 +367,37 @@ class DIGRanker(nn.Module):
             out.append(r)
             r = r - self.codebooks[layer][(codes[:, layer] - 1).clamp(min=0)]
         return out
+
+    @torch.no_grad()
+    def assign(self, e_v: torch.Tensor, unique_last: bool = False) -> torch.Tensor:
+        """Greedy residual quantisation (eq. 2-3): e_v (B, d) -> codes (B, L) code + 1,
+        s_l = argmin_k ||r_{l-1} - c_{l,k}||, r_l = r_{l-1} - c_{l,s_l}. With `unique_last`
+        the last layer gives the B items distinct full codes where it can (`unique_argmin`)."""
+        r, out = e_v.float(), []
+        for layer in range(self.cfg.n_layers):
+            dist = torch.cdist(r, self.codebooks[layer])  # (B, K)
+            if unique_last and layer == self.cfg.n_layers - 1:
+                k = unique_argmin(dist, prefix_keys(torch.stack(out, 1), layer - 1, dist.shape[1]))
+            else:
+                k = dist.argmin(1)  # (B,)
+            out.append(k + 1)
+            r = r - self.codebooks[layer][k]
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
+    def reassign(self) -> dict[str, float]:
+        """`sid: learned`: re-code every catalogue item (rows >= 1) against the current
+        codebooks, in place in `item_sids` (eq. 2-3; at the last layer an item whose nearest
+        code a nearer item of the same prefix holds takes its next nearest free code, so full
+        codes stay distinct: DIG's low-collision design, §3.2). Returns the collision rates of
+        the plain argmin and of the kept codes (share of items whose full code another item
+        shares) and the share of items whose code moved."""
+        e_v = self.enc(self.item_fields[1:])  # (N, d)
+        plain = collision_share(self.assign(e_v))
+        new = self.assign(e_v, unique_last=True)
+        moved = float((new != self.item_sids[1:]).any(1).float().mean()) if len(new) else 0.0
+        self.item_sids[1:] = new
+        return {"collision": collision_share(new), "collision_argmin": plain, "moved": moved}
 
     @torch.no_grad()
     def init_codebooks(self) -> None:
@@ -381,6 +429,37 @@ class DIGRanker(nn.Module):
         seen = counts > 0
         mean = sums[seen] / counts[seen, None]
         self.codebooks[layer, seen] = decay * self.codebooks[layer, seen] + (1 - decay) * mean
+
+
+def unique_argmin(dist: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Per row the nearest column (dist (B, K)) such that no two rows of one group (B,) share
+    a column, where the group has at most K rows: the nearer row keeps a contested column,
+    the other takes its next nearest (greedy, repeated until no row of a group collides)."""
+    dist = dist.clone()
+    K = dist.shape[1]
+    for _ in range(K):
+        k = dist.argmin(1)
+        d = dist.gather(1, k[:, None]).squeeze(1)
+        key = group * K + k
+        by_dist = torch.argsort(d, stable=True)
+        order = by_dist[torch.argsort(key[by_dist], stable=True)]  # by key, then distance
+        ks = key[order]
+        losers = order[1:][ks[1:] == ks[:-1]]  # not the nearest of their (group, column)
+        losers = losers[torch.isfinite(d[losers])]  # a full group: no free column left
+        if not len(losers):
+            return k
+        dist[losers, k[losers]] = float("inf")
+    return dist.argmin(1)
+
+
+def collision_share(codes: torch.Tensor) -> float:
+    """Share of the rows of codes (N, L) with a SID (all > 0) whose full code another shares
+    (models/tokenizer/dedup.py's collision rate, before any dedup index)."""
+    codes = codes[(codes > 0).all(1)]
+    if not len(codes):
+        return 0.0
+    _, inv, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
+    return float((counts[inv] > 1).float().mean())
 
 
 def prefix_keys(codes: torch.Tensor, layer: int, K: int) -> torch.Tensor:

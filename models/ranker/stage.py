@@ -69,6 +69,10 @@ class RankerRun:
     warm: dict  # the warm-start plan: reason, source run, rows copied
     cold_day: str
     world_size: int = 1  # training processes (train.nproc_per_node)
+    sid: str = "fixed"  # ranker.sid: fixed (the table's codes) | learned (re-assigned, eq. 2-3)
+    collision_start: float = 0.0  # items sharing a full code: the SID table's codes
+    collision_final: float = 0.0  # ... the codes the ranker keeps (learned: its own)
+    moved_from_table: float = 0.0  # share of items whose code the training moved
     mlflow: dict | None = None  # the MLflow run (models/tracking.RunLink)
     curve: list[dict] = field(default_factory=list)
 
@@ -130,6 +134,7 @@ def build_model(
         lambda_sem=rp.lambda_sem,
         lambda_u2t=rp.lambda_u2t,
         ema_decay=rp.ema_decay,
+        sid=rp.sid,
         tasks=list(rp.objectives),
         mari=rp.mari,
     )
@@ -210,6 +215,10 @@ def train_run(
         warm=plan.summary(),
         cold_day=plan.cold_day or day.isoformat(),
         world_size=result.world_size,
+        sid=result.sid,
+        collision_start=round(result.collision_start, 5),
+        collision_final=round(result.collision_final, 5),
+        moved_from_table=round(result.moved_from_table, 5),
         curve=result.curve,
     )
     link = track(params, run, result, rp, sid_frame, out)
@@ -239,13 +248,19 @@ def track(
             "sidflow.start": run.start,
             "sidflow.run_folder": str(out),
         },
-        curves={f"loss_{k}": curve(result.curve, k) for k in ("total", *PARTS)},
+        curves={
+            **{f"loss_{k}": curve(result.curve, k) for k in ("total", *PARTS)},
+            "sid_collision": curve(result.curve, "collision"),
+        },
         metrics={
             **{k: v for k, v in run.samples.items() if isinstance(v, int | float)},
             "steps": run.steps,
             "train_seconds": run.train_seconds,
             "parameters": run.parameters,
             "world_size": run.world_size,
+            "collision_start": run.collision_start,
+            "collision_final": run.collision_final,
+            "moved_from_table": run.moved_from_table,
         },
         artifacts=[out / "loss.png"],
     )

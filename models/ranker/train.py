@@ -3,7 +3,11 @@
 Batches keep the rows of a request together (requests are shuffled, not rows), so the
 batch statistic u2t^(l)(u) of eq. 13 averages a user's items in the same SID bucket.
 After each optimiser step the codebook vectors take an EMA step towards the batch
-residuals (§3.2). Under torchrun (`train.nproc_per_node > 1`, models/launch.py) each rank
+residuals (§3.2). With `ranker.sid: learned`, after the first `sid_warmup` share of the steps
+(on the SID table's codes, so the encoder settles near the codebooks first) every step starts
+by re-assigning the catalogue's codes by argmin against the codebooks (eq. 2-3,
+`DIGRanker.reassign`); the curve logs the collision rate (items sharing a full code) and the
+share of items whose code moved since the previous step. Under torchrun (`train.nproc_per_node > 1`, models/launch.py) each rank
 takes one of every `world` consecutive request batches (of `batch_size / world` rows), DDP
 averages the gradients and the EMA step averages over the ranks' batches:
 
@@ -32,7 +36,7 @@ from tqdm import tqdm
 from models.launch import Handoff, save_tensors, torchrun
 from models.ranker.checkpoint import load_ranker, save_ranker
 from models.ranker.data import RankerEncoding
-from models.ranker.model import DIGRanker, dig_losses, prefix_keys
+from models.ranker.model import DIGRanker, collision_share, dig_losses, prefix_keys
 from models.training import (
     autocast,
     close_distributed,
@@ -49,12 +53,16 @@ PARTS = ["rank", "objectives", "recall", "commit", "sem", "u2t"]
 
 @dataclass
 class RankerTrainResult:
-    """Loss curve (total and each part of eq. 8) and timing."""
+    """Loss curve (total and each part of eq. 8, collision rate of the codes) and timing."""
 
     steps: int
     seconds: float = 0.0
-    curve: list[dict] = field(default_factory=list)  # {"step", "total", parts...}
+    curve: list[dict] = field(default_factory=list)  # {"step", "total", parts..., "collision"}
     world_size: int = 1  # training processes
+    sid: str = "fixed"  # fixed | learned
+    collision_start: float = 0.0  # collision rate of the table's codes (before training)
+    collision_final: float = 0.0  # ... of the codes the ranker keeps (learned: re-assigned)
+    moved_from_table: float = 0.0  # share of items whose final code differs from the table's
 
 
 class _Objective(nn.Module):
@@ -83,15 +91,17 @@ def request_batches(
 
 @torch.no_grad()
 def fit_bucket_means(model: DIGRanker, data: dict[str, torch.Tensor]) -> None:
-    """Ablation 3: per-layer table SID prefix -> mean c over the training rows."""
-    codes = model.item_sids[data["item"]]
+    """Ablation 3: per-layer table SID prefix -> mean c over the training rows (the model's
+    current codes: learned SIDs refit it as the codes move)."""
+    dev = model.item_sids.device
+    codes = model.item_sids.cpu()[data["item"]]
     for layer in range(model.cfg.n_layers):
         keys = prefix_keys(codes, layer, model.cfg.codebook_size)
         uniq, inv = torch.unique(keys, return_inverse=True)
         sums = torch.zeros(len(uniq), data["cross"].shape[1]).index_add_(0, inv, data["cross"])
         counts = torch.bincount(inv, minlength=len(uniq)).clamp(min=1)
-        setattr(model, f"bucket_keys_{layer}", uniq)
-        setattr(model, f"bucket_means_{layer}", sums / counts[:, None])
+        setattr(model, f"bucket_keys_{layer}", uniq.to(dev))
+        setattr(model, f"bucket_means_{layer}", (sums / counts[:, None]).to(dev))
 
 
 def train_ranker(
@@ -107,12 +117,18 @@ def train_ranker(
         fit_bucket_means(model, data)
     model.to(dev)
     model.init_codebooks()
+    table = model.item_sids.clone()
+    learned = model.cfg.sid == "learned"
+    collision = collision_share(table[1:])
     net = data_parallel(_Objective(model), dev)
     n = len(data["label"])
     per_epoch = max(1, -(-n // rp.batch_size))
     total = rp.max_steps or max(rp.min_steps, int(rp.epochs * per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=rp.lr, weight_decay=rp.weight_decay)
-    result = RankerTrainResult(steps=total, world_size=world)
+    result = RankerTrainResult(
+        steps=total, world_size=world, sid=model.cfg.sid, collision_start=collision
+    )
+    first_reassign = int(rp.sid_warmup * total) if learned else total + 1
     t0, step, running = time.perf_counter(), 0, []
     bar = tqdm(total=total, desc="train ranker", disable=not progress or rank != 0)
     while step < total:
@@ -125,6 +141,13 @@ def train_ranker(
                 break
             if min(len(b) for b in group) < 2:  # BatchNorm needs two rows (on every rank)
                 continue
+            moved, plain = 0.0, collision
+            if step >= first_reassign:  # eq. 2-3 against the EMA codebooks
+                stats = model.reassign()
+                collision, moved = stats["collision"], stats["moved"]
+                plain = stats["collision_argmin"]
+                if model.cfg.u2t != "mlp" and step % 20 == 0:
+                    fit_bucket_means(model, data)
             batch = {k: v[group[rank]].to(dev) for k, v in data.items()}
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, min(100, total // 10), rp.lr)
@@ -137,6 +160,7 @@ def train_ranker(
             opt.step()
             model.ema_update(residuals, codes)
             running.append({k: float(v.detach()) for k, v in {"total": loss, **parts}.items()})
+            running[-1] |= {"collision": collision, "collision_argmin": plain, "moved": moved}
             step += 1
             bar.update(1)
             if step % 20 == 0 or step == total:
@@ -145,6 +169,12 @@ def train_ranker(
                 bar.set_postfix(loss=f"{mean['total']:.3f}")
                 running = []
     bar.close()
+    if learned and first_reassign <= total:  # the codes the last step's weights give
+        model.reassign()
+        if model.cfg.u2t != "mlp":
+            fit_bucket_means(model, data)
+    result.collision_final = collision_share(model.item_sids[1:])
+    result.moved_from_table = float((model.item_sids[1:] != table[1:]).any(1).float().mean())
     result.seconds = time.perf_counter() - t0
     model.cpu()
     return result

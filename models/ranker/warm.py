@@ -14,7 +14,10 @@ Rows of vocabulary-keyed tables are copied by the value they stand for:
 Every other tensor is copied when its name and shape match (the SID embeddings are keyed by
 code, which the plan requires to be unchanged). Today's catalogue buffers (item fields, SID
 codes) and the bucket-mean tables are never copied: training refits the bucket means and
-the codebooks from today's catalogue.
+the codebooks from today's catalogue. With learned SIDs (`ranker.sid: learned`) the codes
+are the ranker's own: the old items keep yesterday's learned codes (copied by item id, new
+items keep the table's) and the plan does not compare them with today's table, so the SIDs
+stay stable across versions (dig §3.2) and the retrain continues from them.
 """
 
 from __future__ import annotations
@@ -91,7 +94,10 @@ def warm_plan(
         return cold("ranker settings changed")
     if (old_enc.user_cols, old_enc.cross_cols) != (new_enc.user_cols, new_enc.cross_cols):
         return cold("the feature columns changed")
-    kept = sid_kept(old, old_enc, new, new_enc)
+    if new.cfg.sid == "learned":  # the ranker's own codes carry over (`warm_start`)
+        kept = 1.0
+    else:
+        kept = sid_kept(old, old_enc, new, new_enc)
     if kept < ws.min_sid_kept:
         return cold(f"only {kept:.1%} of the old items kept their SID")
     return WarmPlan("warm", "", str(prev), cold_day.isoformat(), round(kept, 4), old, old_enc)
@@ -108,4 +114,12 @@ def warm_start(
         rows = _keyed_rows(name, new, new_enc)
         return None if rows is None else (_keyed_rows(name, old, old_enc), rows)
 
-    return copy_weights(new, old, keyed, skip=lambda name: name.startswith(FRESH))
+    report = copy_weights(new, old, keyed, skip=lambda name: name.startswith(FRESH))
+    if new.cfg.sid == "learned" and old.cfg.sid == "learned":
+        old_rows = old_enc.vocab["item_id"]
+        pairs = [(r, old_rows[v]) for v, r in new_enc.vocab["item_id"].items() if v in old_rows]
+        if pairs:
+            new_idx, old_idx = (torch.tensor(x) for x in zip(*pairs, strict=True))
+            new.item_sids[new_idx] = old.item_sids[old_idx]
+            report.setdefault("remapped", []).append("item_sids")
+    return report
