@@ -270,6 +270,7 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
         progress=True,
         codebook_size=p.sid.K,
         protocol=PROTOCOL,
+        sid_folder=sid_out,
     )
     log(
         f"{name}: trained {info.steps} steps in {info.train_seconds:.0f}s; "

@@ -216,6 +216,11 @@ class RetrieverModelParams(Strict):
     node_tie: bool = False  # edge vectors also read the input item embeddings below the edge
     item_head: bool = False  # full-catalogue item softmax from the BOS state (item_head.py)
     item_head_weight: float = Field(1.0, ge=0)  # w: beam re-rank by log p_path + w log p_item
+    # UNGER §3.4.3 intra-modality knowledge distillation (models/retriever/ikd.py): a learnable
+    # summary token after the decoder input, InfoNCE against the target's integrated embedding
+    ikd: bool = False
+    ikd_weight: float = Field(1.0, ge=0)  # lambda of eq. 12: L = L_GR + lambda * L_IKD
+    ikd_temperature: float = Field(0.07, gt=0)  # tau of eq. 11
 
 
 class RetrieverTrainParams(Strict):

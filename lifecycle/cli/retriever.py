@@ -70,6 +70,7 @@ def _train_and_evaluate(params, wh, day: dt.date, sid: Path, out: Path) -> int: 
         out,
         codebook_size=table.K,
         protocol=protocol,
+        sid_folder=sid,
     )
     metrics = evaluate_run(params, out, progress=True).to_json()
     print(

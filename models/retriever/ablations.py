@@ -157,7 +157,17 @@ def run_ablations(
         sids = table.frame if mp.capacity_sids else plain
         out = work.retriever_dir(day, name)
         info = train_run(
-            params, events, items, users, sids, day, out, mp, progress, codebook_size=table.K
+            params,
+            events,
+            items,
+            users,
+            sids,
+            day,
+            out,
+            mp,
+            progress,
+            codebook_size=table.K,
+            sid_folder=folder,
         )
         results[name] = {
             **evaluate_run(params, out).to_json(),

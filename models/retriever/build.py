@@ -31,8 +31,10 @@ def build_retriever(
     sid_table: pd.DataFrame,
     scenes: list[str],
     codebook_size: int | None = None,
+    integrated_dim: int = 0,
 ) -> RetrieverParts:
-    """Feature space, item paths, trie and an initialised model for these settings."""
+    """Feature space, item paths, trie and an initialised model for these settings
+    (`integrated_dim`: the width of the SID version's item vectors, for `ikd`)."""
     bad = [f for f in params.profile_fields if f not in ("user_id", "age_bucket", "region")]
     if bad:
         raise ValueError(f"retriever.model.profile_fields: unknown user field(s) {bad}")
@@ -46,6 +48,7 @@ def build_retriever(
         n_event_types=len(BEHAVIOURS),
         sid_vocab=k,
         model=params,
+        integrated_dim=integrated_dim if params.ikd else 0,
     )
     model = UniRec(
         cfg,

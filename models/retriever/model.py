@@ -8,6 +8,7 @@
                [+ per-trie-edge output vectors; softmax over the node's children] (nodes.py)
     loss    -> sum_t -alpha * log p(s*_t | s*_<t)                             (eq. 19)
                [+ -alpha * log p_item(i*) of the item-level head]             (item_head.py)
+               [+ lambda * L_IKD of a summary token after the path, unger eq. 11-12] (ikd.py)
 
 P = m + L (+1 dedup) decoding steps; B requests, W beams, d = d_model.
 """
@@ -23,6 +24,7 @@ from torch import nn
 
 from models.retriever.content_summary import ContentSummary
 from models.retriever.heads import RankHead
+from models.retriever.ikd import SummaryToken, ikd_loss
 from models.retriever.inputs import InputEncoder
 from models.retriever.item_head import ItemHead
 from models.retriever.layers import DecoderBlock
@@ -41,6 +43,7 @@ class UniRecConfig:
     n_event_types: int
     sid_vocab: int  # codebook size K of the SID layers (for the history SID features)
     model: RetrieverModelParams = field(default_factory=RetrieverModelParams)
+    integrated_dim: int = 0  # width of the stage-1 integrated embeddings IKD distils (0 = off)
 
     def to_json(self) -> str:
         """Serialise (goes into the safetensors metadata)."""
@@ -175,6 +178,13 @@ class UniRec(nn.Module):
             self.item_head = ItemHead(
                 d, d_agg, path_item_ids, m.d_field, tie="item_id" in m.seq_fields
             )
+        # UNGER §3.4.3 IKD: built last, so every other parameter draws the same initial values
+        # with the switch on or off
+        self.ikd = None
+        if m.ikd:
+            if cfg.integrated_dim <= 0:
+                raise ValueError("retriever.model.ikd needs the integrated embeddings' width")
+            self.ikd = SummaryToken(d, cfg.integrated_dim)
 
     # ---- request side -------------------------------------------------------------
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
@@ -186,12 +196,18 @@ class UniRec(nn.Module):
 
     # ---- decoding path ------------------------------------------------------------
     def _decode(
-        self, ctx: DecodeContext, prefix: torch.Tensor, cache: Cache | None = None
+        self,
+        ctx: DecodeContext,
+        prefix: torch.Tensor,
+        cache: Cache | None = None,
+        summary: bool = False,
     ) -> tuple[torch.Tensor, Cache]:
         """prefix (B, W, t) decoded tokens -> decoder states and the self-attention cache.
 
         Without `cache` every position 0..t (BOS + t tokens) is computed: (B, W, t+1, d).
         With the cache of positions 0..t-1 only position t is computed: (B, W, 1, d).
+        `summary` (training, no cache): IKD's token z appended after position t, so the
+        states are (B, W, t+2, d) and the last is h_z (unger §3.4.3).
         """
         b, w, t = prefix.shape
         first = 0 if cache is None else t
@@ -203,6 +219,9 @@ class UniRec(nn.Module):
             else:
                 parts.append(self.tok[pos - 1](prefix[..., pos - 1]))
         x = torch.stack(parts, dim=2) + self.pos.weight[first : t + 1]  # (B, W, n, d) eq. 12
+        if summary:  # z last: causal attention keeps it out of every earlier position
+            assert self.ikd is not None and cache is None
+            x = torch.cat([x, self.ikd.input(b, w)], dim=2)  # (B, W, n + 1, d)
         new_cache: Cache = []
         gate = ctx.task if self.task_gate else torch.zeros_like(ctx.task)  # eq. 15
         for i, (blk, kv) in enumerate(zip(self.blocks, ctx.kv, strict=True)):
@@ -309,13 +328,14 @@ class UniRec(nn.Module):
         return self.item_head(q0, h_agg, item_emb)
 
     def _teacher_forced(
-        self, batch: dict[str, torch.Tensor]
+        self, batch: dict[str, torch.Tensor], summary: bool = False
     ) -> tuple[DecodeContext, torch.Tensor, list[torch.Tensor]]:
         """Teacher forcing: (context, decoder states (B, P, d), logits (B, V_t) of every step t
-        given the true prefix)."""
+        given the true prefix). With `summary` the states are (B, P + 1, d), the last being
+        IKD's h_z."""
         ctx = self.encode(batch)
         target = batch["target"]  # (B, P)
-        q = self._decode(ctx, target[:, None, :-1])[0][:, 0]  # (B, P, d)
+        q = self._decode(ctx, target[:, None, :-1], summary=summary)[0][:, 0]  # (B, P[+1], d)
         cs = self.cs(target, self.n_steps) if self.cs is not None else None  # (B, P, d_cs)
         logits = [
             self._head(t, q[:, t], target, cs[:, t] if cs is not None else None, ctx.h_agg)
@@ -333,8 +353,17 @@ class UniRec(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Eq. 19: engagement-weighted NTP, summed over steps, averaged over the batch (plus
-        the item head's cross-entropy on the same weights when it is on)."""
-        ctx, q, logits = self._teacher_forced(batch)
+        the item head's cross-entropy on the same weights when it is on). With IKD on and the
+        batch's target integrated embeddings (`integrated`, (B, D_int)), plus lambda * L_IKD
+        (unger eq. 12)."""
+        return self.loss_terms(batch)[0]
+
+    def loss_terms(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the total loss, L_IKD or None): see `loss`."""
+        summary = self.ikd is not None and "integrated" in batch
+        ctx, q, logits = self._teacher_forced(batch, summary)
         target = batch["target"]
         nll = sum(  # (B,)
             F.cross_entropy(lg.float(), target[:, t], reduction="none")
@@ -344,4 +373,10 @@ class UniRec(nn.Module):
             item_logits = self._item_logits(q[:, 0], ctx.h_agg).float()  # (B, N)
             nll = nll + F.cross_entropy(item_logits, batch["item_row"], reduction="none")
         w = batch["weight"]
-        return (w * nll).sum() / w.sum()
+        loss = (w * nll).sum() / w.sum()
+        if not summary:
+            return loss, None
+        m = self.cfg.model
+        u = self.ikd.proj(q[:, self.n_steps])  # (B, D_int) from h_z
+        l_ikd = ikd_loss(u, batch["integrated"], batch["item_row"], m.ikd_temperature)  # eq. 11
+        return loss + m.ikd_weight * l_ikd, l_ikd  # eq. 12

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from models.retriever.build import RetrieverParts, build_retriever
 from models.retriever.evaluate import beam_candidates, evaluate
+from models.retriever.ikd import integrated_targets, load_integrated
 from models.retriever.paths import ItemPaths, load_item_paths, save_item_paths
 from models.retriever.protocol import Split, split_samples
 from models.retriever.samples import (
@@ -123,6 +124,7 @@ class Prepared:
     held_data: dict[str, torch.Tensor]
     valid_data: dict[str, torch.Tensor] | None
     bos: str  # the Task BOS held-out and validation samples are decoded with (eval_bos)
+    integrated: np.ndarray | None = None  # (N_paths, D) the paths' integrated embeddings (IKD)
 
 
 def warehouse_inputs(warehouse, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -147,11 +149,34 @@ def prepare(
     mp: RetrieverModelParams,
     codebook_size: int | None,
     protocol: str,
+    sid_folder: Path | None = None,
 ) -> Prepared:
-    """Feature space, model, samples split by `protocol`, held-out and validation tensors."""
+    """Feature space, model, samples split by `protocol`, held-out and validation tensors;
+    with `retriever.model.ikd`, the integrated embeddings of `sid_folder` (the SID version the
+    `sid_frame` comes from) as IKD's targets (unger §3.4.3)."""
     rp = params.retriever
+    vectors = None
+    if mp.ikd:
+        if sid_folder is None:
+            raise ValueError(
+                "retriever.model.ikd needs the SID version folder (its embeddings.safetensors)"
+            )
+        vectors = load_integrated(sid_folder)
     torch.manual_seed(rp.train.seed)
-    parts = build_retriever(mp, items, users, sid_frame, params.data.scenes, codebook_size)
+    parts = build_retriever(
+        mp,
+        items,
+        users,
+        sid_frame,
+        params.data.scenes,
+        codebook_size,
+        0 if vectors is None else vectors.shape[1],
+    )
+    integrated = None
+    if vectors is not None:
+        integrated = vectors.reindex(list(parts.paths.item_ids)).to_numpy(np.float32)
+        if np.isnan(integrated).any():
+            raise ValueError(f"{sid_folder}: items of the SID table without an embedding")
     samples = build_samples(events, parts.space, mp.history_len)
     samples = attach_profiles(samples, users, mp.profile_fields)
     split = split_samples(samples, day, protocol)
@@ -168,7 +193,7 @@ def prepare(
         pick = np.sort(np.random.default_rng(1).choice(len(split.valid), n_val, replace=False))
         valid = split.valid.subset(pick)
         valid_data = encode_batch(valid, parts.space, parts.paths, mp.profile_fields, w, asked)
-    return Prepared(parts, split, split.train, held, held_data, valid_data, bos)
+    return Prepared(parts, split, split.train, held, held_data, valid_data, bos, integrated)
 
 
 def eval_bos(params: Params, events: pd.DataFrame) -> tuple[str, str | None]:
@@ -222,6 +247,8 @@ def fit(
     data = encode_batch(
         prep.train, parts.space, parts.paths, mp.profile_fields, tp.engagement_weights
     )
+    if prep.integrated is not None:  # IKD's targets e_i+ (unger eq. 11), one row per sample
+        data["integrated"] = integrated_targets(prep.integrated, data["item_row"])
     nproc = params.train.nproc_per_node
     every = tp.eval_every if prep.valid_data is not None and nproc == 1 else 0
     selector = BestCheckpoint(prep.valid_data, parts.trie, rp.eval.valid_beam) if every else None
@@ -267,6 +294,7 @@ def train_run(
     codebook_size: int | None = None,
     warm_from: Path | None = None,
     protocol: str = "day",
+    sid_folder: Path | None = None,
 ) -> RetrieverRun:
     """Train on the protocol's training engagements as of `day`; write the run folder.
 
@@ -275,10 +303,14 @@ def train_run(
     each user's last two, and evaluates on the last. With `warm_from` (an earlier run folder,
     see `previous_run`) and `retriever.warm_start` on, training starts from that run's weights
     and sees only the newest days' engagements, unless `warm_plan` says why it must start cold.
+    `sid_folder`: the SID version folder of `sid_frame`, whose item vectors IKD distils
+    (needed with `retriever.model.ikd` only).
     """
     t0 = time.perf_counter()
     mp = model_params or params.retriever.model
-    prep = prepare(params, events, items, users, sid_frame, day, mp, codebook_size, protocol)
+    prep = prepare(
+        params, events, items, users, sid_frame, day, mp, codebook_size, protocol, sid_folder
+    )
     plan = plan_start(params, prep, day, warm_from)
     result, selection, data = fit(params, prep, plan, progress, out / "torchrun")
     save(out, prep, day, protocol, result)

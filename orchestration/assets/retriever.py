@@ -68,7 +68,8 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
         day = _day(context)
         params = sidflow.params
         protocol = resolve_protocol(params.retriever.eval.protocol, warehouse.warehouse, day)
-        sid = load_sid_table(sidflow.paths.sid_dir / f"day={day.isoformat()}")
+        sid_folder = sidflow.paths.sid_dir / f"day={day.isoformat()}"
+        sid = load_sid_table(sid_folder)
         events, items, users = warehouse_inputs(warehouse.warehouse, day)
         out = sidflow.paths.retriever_dir(day)
         prev = previous_run(out.parent, day)  # yesterday's weights: the daily warm start
@@ -84,6 +85,7 @@ def build_retriever_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
             codebook_size=sid.K,
             warm_from=prev,
             protocol=protocol,
+            sid_folder=sid_folder,  # IKD's integrated embeddings (retriever.model.ikd)
         )
         if info.start == "cold" and prev is not None:
             context.log.info(f"retriever_model[{day}]: cold start ({info.warm.get('reason')})")
