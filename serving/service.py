@@ -109,7 +109,13 @@ class MicroBatcher:
 UNTRACED = {} if SP.trace_recommend else {"tracing": {"excluded_urls": ["/recommend"]}}
 
 
-@bentoml.service(name="sidflow", http={"port": SP.port}, traffic={"timeout": 30}, **UNTRACED)
+@bentoml.service(
+    name="sidflow",
+    http={"port": SP.port},
+    traffic={"timeout": 30},
+    workers=SP.workers,  # processes: one torch thread each (serving.torch_threads)
+    **UNTRACED,
+)
 class Sidflow:
     """Retriever + ranker behind A/B buckets, with exposure logging."""
 
@@ -179,6 +185,7 @@ class Sidflow:
             "sid_version": sid,
             "stage": s.rec.stage,
             "fallback": s.rec.fallback,
+            "candidates": s.rec.candidates,  # nearline (precomputed beam) | live | "" (fallback)
             "items": [
                 {"item_id": i, "score": round(x, 6)}
                 for i, x in zip(s.rec.items, s.rec.scores, strict=True)
