@@ -21,7 +21,9 @@ appended to the working folder's exposure log under today's date, like any serve
 point $SIDFLOW_WORKDIR at a scratch copy to keep them out of a real log.
 
 Usage: python benchmarks/serve.py [--rates 5 15 30 60 100 150] [--seconds 20] [--clients 32]
-       [--slo-ms 100] [--port 3101]
+       [--slo-ms 100] [--history-share 0.0] [--port 3101]
+`--history-share` sends that share of requests with a one-item history of their own, which
+the near-line candidates cannot answer (the live beam search serves them).
 """
 
 from __future__ import annotations
@@ -153,7 +155,9 @@ def _server_timing(header: str) -> dict[str, float]:
 class Tally:
     """Latencies, answers and errors of one load level."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_share: float = 0.0, items: list[str] | None = None) -> None:
+        self.history_share, self.items = history_share, items or []
+        self.rng = np.random.default_rng(0)
         self.times: list[float] = []
         self.good = 0
         self.errors: collections.Counter = collections.Counter()
@@ -162,7 +166,9 @@ class Tally:
 
     async def post(self, c: aiohttp.ClientSession, url: str, user: str, t0: float, slo: float):
         """One request; latency from `t0` (its scheduled send time)."""
-        body = {"user_id": user, "scene": SCENE, "k": K}
+        body: dict = {"user_id": user, "scene": SCENE, "k": K}
+        if self.items and self.rng.random() < self.history_share:  # a history of its own: live
+            body["history"] = [str(self.rng.choice(self.items))]
         try:
             async with c.post(f"{url}/recommend", json=body) as r:
                 payload = await r.read()
@@ -201,9 +207,10 @@ def _session(limit: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
 
 
-async def open_loop(url: str, users: list[str], rate: float, seconds: float, slo: float) -> dict:
+async def open_loop(
+    url: str, users: list[str], rate: float, seconds: float, slo: float, tally: Tally
+) -> dict:
     """Requests at a fixed rate for `seconds`, each sent at its time whatever the answers."""
-    tally = Tally()
     n = max(1, int(rate * seconds))
     async with _session(limit=1000) as c:
         start = time.perf_counter()
@@ -274,6 +281,12 @@ def main() -> None:
     ap.add_argument("--slo-ms", type=float, default=100, help="a good answer is this fast")
     ap.add_argument("--goal-rps", type=float, default=100, help="good rps wanted at p99 <= slo")
     ap.add_argument("--cpu-requests", type=int, default=200, help="cpu_breakdown, per path")
+    ap.add_argument(
+        "--history-share",
+        type=float,
+        default=0.0,
+        help="share of requests sending a one-item history of their own (served live)",
+    )
     ap.add_argument("--port", type=int, default=3101)
     args = ap.parse_args()
     if not _port_free(args.port):
@@ -289,6 +302,7 @@ def main() -> None:
     app = ServingApp(params, log=False)
     rec = app.bundle(promoted["tag"])
     users = sorted(rec._history)  # the bundle's users with a history (the served population)
+    items = sorted(rec.catalogue)
     sp = params.serving
     slo = args.slo_ms / 1e3
     result: dict = {
@@ -302,6 +316,7 @@ def main() -> None:
             "k": K,
             "beam_size": sp.beam_size,
             "workers": sp.workers,
+            "history_share": args.history_share,
             "max_batch": sp.max_batch,
             "torch_threads": sp.torch_threads,
             "cpus": os.cpu_count(),
@@ -323,14 +338,21 @@ def main() -> None:
             launch.wait_ready(url, proc, timeout=300)
             result["context"]["server_ready_s"] = round(time.perf_counter() - t0, 1)
             server = psutil.Process(proc.pid)
-            asyncio.run(closed_loop(url, users, 8, 3, slo))  # warm-up: every worker, batches
+            # warm-up: every worker, batches
+            asyncio.run(closed_loop(url, users, 8, 3, slo, Tally()))
+
+            def tally() -> Tally:
+                return Tally(args.history_share, items)
+
             result["open_loop"] = []
             for rate in args.rates:
-                row = _with_cpu(server, lambda r=rate: open_loop(url, users, r, args.seconds, slo))
+                row = _with_cpu(
+                    server, lambda r=rate: open_loop(url, users, r, args.seconds, slo, tally())
+                )
                 result["open_loop"].append(row)
                 print(f"open loop: {json.dumps(row)}", file=sys.stderr)
             result["closed_loop"] = _with_cpu(
-                server, lambda: closed_loop(url, users, args.clients, args.seconds, slo)
+                server, lambda: closed_loop(url, users, args.clients, args.seconds, slo, tally())
             )
             print(f"closed loop: {json.dumps(result['closed_loop'])}", file=sys.stderr)
         finally:
