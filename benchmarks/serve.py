@@ -226,9 +226,10 @@ async def open_loop(
     return {"rate": rate, **tally.summary(wall)}
 
 
-async def closed_loop(url: str, users: list[str], clients: int, seconds: float, slo: float) -> dict:
+async def closed_loop(
+    url: str, users: list[str], clients: int, seconds: float, slo: float, tally: Tally
+) -> dict:
     """`clients` concurrent loops of POST /recommend, back to back, for `seconds`."""
-    tally = Tally()
     async with _session(limit=clients) as c:
         start = time.perf_counter()
         stop = start + seconds

@@ -1,7 +1,9 @@
 """sidflow's BentoML service: `bentoml serve serving.service:Sidflow` (`make serve`).
 
 POST /recommend {user_id, scene, k, history?} -> items with scores, the A/B bucket, the model
-tag, the SID version and a request_id; every answer is appended to the exposure log.
+tag, the SID version, a request_id and the candidates path (nearline: the bundle's precomputed
+beam output, live: a beam search now); every answer is appended to the exposure log.
+`serving.workers` processes each load the bundles (one torch thread each).
 POST /metadata -> the promoted and candidate versions with their SID versions and metrics.
 /healthz, /livez and /readyz come with BentoML; /readyz is 503 until a promoted bundle loads.
 Requests that queue while a pass runs are answered together by the next beam-search pass
