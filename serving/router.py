@@ -40,22 +40,19 @@ class ServingApp:
         self._bundles: dict[str, Recommender] = {}
         self._state_mtime = -1.0
         self._state: dict = {}
-        self._online: dict = {}  # feature service -> features.store.OnlineFeatures
         self._prices: dict[str, float] = {}
 
     def _online_features(self, service: str, catalogue: pd.DataFrame):  # noqa: ANN202
-        """The Feast online store reader of a feature service (only needed when a bundle holds
-        a ranker). The u2i lookup keys of the items come from the bundle's catalogue, so a
-        replica needs the online store and the feature registry, not the warehouse."""
-        reader = self._online.get(service)
-        if reader is None:
-            # Feast is a heavy import, needed only when a bundle holds a ranker
-            from features.schema import U2I_ATTRIBUTES
-            from features.store import OnlineFeatures
+        """A Feast online store reader of a feature service over a bundle's catalogue (only
+        needed when the bundle holds a ranker). The u2i lookup keys of the items come from the
+        catalogue, so a replica needs the online store and the feature registry, not the
+        warehouse; each bundle gets its own reader (a newer bundle has newer items)."""
+        # Feast is a heavy import, needed only when a bundle holds a ranker
+        from features.schema import U2I_ATTRIBUTES
+        from features.store import OnlineFeatures
 
-            attrs = catalogue[["item_id", *U2I_ATTRIBUTES]]
-            reader = self._online[service] = OnlineFeatures(self.params, service, attrs)
-        return reader
+        attrs = catalogue[["item_id", *U2I_ATTRIBUTES]]
+        return OnlineFeatures(self.params, service, attrs)
 
     def state(self) -> dict:
         """The registry, re-read when its file changed (the hot swap)."""
