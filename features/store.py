@@ -79,6 +79,9 @@ def repo_config(params: Params) -> RepoConfig:
     raw = read(PROFILES.get((fp.online_store, fp.registry), PROFILES[(fp.online_store, "file")]))
     if fp.registry == "sql":
         raw["registry"] = read(PROFILES[("redis", "sql")])["registry"]
+    elif fp.registry_path is not None:  # a shared registry file (serving replicas)
+        Path(fp.registry_path).parent.mkdir(parents=True, exist_ok=True)
+        raw["registry"]["path"] = str(fp.registry_path)
     config = RepoConfig(**raw)
     config.repo_path = REPO_DIR
     return config

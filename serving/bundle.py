@@ -8,6 +8,8 @@ Contents (a folder inside the BentoML model store, `<workdir>/bentoml/models/`):
 - `histories.parquet`: every user's last engagements up to the bundle's day (the history a
   request without one is served with);
 - `popularity.parquet`: engagements per item and scene over the last days (the fallback);
+- `candidates.parquet`: the near-line candidates, each active user's beam output per scene
+  (serving/nearline.py), when `serving.nearline.enabled`;
 - `manifest.json`: day, SID version and its DVC version (hash, path in the working folder's
   DVC store, remote: `sidflow sid checkout` restores the exact table), training window, gated
   metrics, the MLflow runs of the models it holds.
@@ -26,18 +28,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from sidflow.config import ServingParams
+
 MODEL_NAME = "sidflow-recommender"
 POPULARITY_DAYS = 7
 
 
 def model_store(workdir: Path):  # noqa: ANN201 - bentoml's ModelStore
     """The BentoML model store under the working folder (not ~/bentoml)."""
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    from bentoml._internal.models import ModelStore  # explicit store: one per working folder
+    return store_at(Path(workdir) / "bentoml" / "models")
 
-    path = Path(workdir) / "bentoml" / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return ModelStore(path)
+
+def store_at(path: Path):  # noqa: ANN201 - bentoml's ModelStore
+    """The BentoML model store in the folder `path` (e.g. a shared one, `serving.model_store_dir`)."""
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    from bentoml._internal.models import ModelStore  # explicit store: one per folder
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return ModelStore(Path(path))
 
 
 def histories(events: pd.DataFrame, history_len: int) -> pd.DataFrame:
@@ -81,6 +89,7 @@ class BundleManifest:
     sid_dvc_path: str = ""  # the version's folder in the DVC store (models/tokenizer/versions.py)
     sid_dvc_remote: str = ""  # the DVC remote it was pushed to
     mlflow_runs: dict = field(default_factory=dict)  # part -> MLflow run link (models/tracking.py)
+    feature_service: str = ""  # the Feast feature service the ranker reads online ("" without one)
 
     def to_json(self) -> dict:
         """The manifest.json content."""
@@ -99,12 +108,15 @@ def save_bundle(
     parts: dict[str, Path],
     tables: dict[str, pd.DataFrame],
     manifest: BundleManifest,
+    serving: ServingParams | None = None,
 ) -> str:
     """Save a bundle to the model store; returns its tag (`sidflow-recommender:<version>`).
 
     `parts`: folder name -> source folder (e.g. {"retriever": run_dir, "ranker": ranker_dir});
     `tables`: file stem -> frame (catalogue, users, histories, popularity). The version is the
     day plus a content hash, so rebuilding the same bundle yields the same tag (idempotent).
+    With `serving` (and `serving.nearline.enabled`) the bundle also gets the near-line
+    candidates of the users active in `serving.nearline.active_days`, at `serving.beam_size`.
     """
     staging = Path(workdir) / "bentoml" / "staging" / f"day={day}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -118,6 +130,10 @@ def save_bundle(
     for stem, frame in tables.items():
         frame.to_parquet(staging / f"{stem}.parquet", index=False)
     (staging / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2, default=str))
+    if serving is not None and serving.nearline.enabled:
+        from serving.nearline import add_nearline  # torch and the models only where needed
+
+        add_nearline(staging, day, tables["histories"], serving)
     version = f"d{day:%Y%m%d}-{_fingerprint(staging)}"
     tag = f"{MODEL_NAME}:{version}"
     store = model_store(workdir)
@@ -147,6 +163,19 @@ def save_bundle(
 def bundle_path(workdir: Path, tag: str) -> Path:
     """The folder of a saved bundle (raises bentoml's NotFound for an unknown tag)."""
     return Path(model_store(workdir).get(tag).path)
+
+
+def find_bundle(tag: str, store_dir: Path) -> Path:
+    """The folder of bundle `tag` for a serving process: the running Bento's own model (BentoML's
+    store under $BENTOML_HOME, where `bentoml import` / `bentoml serve <bento>` find it) when it
+    is that bundle, else the store in `store_dir` (the pipeline's, or a shared copy of it, where
+    newer promoted bundles appear). Raises bentoml's NotFound when neither has it."""
+    import bentoml  # imported where used, as in model_store
+
+    try:
+        return Path(bentoml.models.get(tag).path)
+    except bentoml.exceptions.NotFound:
+        return Path(store_at(store_dir).get(tag).path)
 
 
 def read_manifest(workdir: Path, tag: str) -> dict:

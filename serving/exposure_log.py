@@ -4,7 +4,9 @@ One parquet file per written batch under `<exposure log>/day=<d>/` (`Workdir.exp
 `serving.exposure_log_dir`, else `<workdir>/serving/logs`), written to a temp
 file, fsynced and renamed before the response is acknowledged, so a crash never loses an
 acknowledged line nor leaves half a file. Besides the canonical columns a row carries the
-bucket and the model tag that produced it (the contract keeps only canonical columns).
+bucket, the model tag that produced it and the retrieval path (`candidates`: nearline, live,
+or empty for the popularity fallback; serving/nearline.py). The contract keeps only canonical
+columns.
 `land_day` hands a day's log to ingestion as a raw events batch: the closed loop.
 """
 
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 from ingestion.canonical import write_parquet_atomic
 from serving.recommender import Served
 
-EXTRA = ["bucket", "model"]  # besides the canonical columns
+EXTRA = ["bucket", "model", "candidates"]  # besides the canonical columns
 
 
 def log_dir(logs: Path, day: dt.date) -> Path:
@@ -43,6 +45,7 @@ SCHEMA = pa.schema(
         ("price", pa.float64()),
         ("bucket", pa.string()),
         ("model", pa.string()),
+        ("candidates", pa.string()),
     ]
 )
 
@@ -70,6 +73,7 @@ def exposure_rows(
             cols["event_type"] += ["exposure"] * n
             cols["position"] += range(n)
             cols["price"] += [prices.get(i) for i in items]
+            cols["candidates"] += [s.rec.candidates] * n
         tables[day] = pa.table(cols, schema=SCHEMA)
     return tables
 
@@ -108,4 +112,4 @@ def read_day(logs: Path, day: dt.date) -> pd.DataFrame:
 def land_day(logs: Path, raw_dir: Path, day: dt.date, name: str = "served.parquet") -> Path:
     """Write the day's log as one raw events batch (canonical columns) for ingestion."""
     log = read_day(logs, day)
-    return write_parquet_atomic(log.drop(columns=EXTRA), raw_dir / name)
+    return write_parquet_atomic(log.drop(columns=EXTRA, errors="ignore"), raw_dir / name)

@@ -2,7 +2,9 @@
 
 For a batch of requests (user, scene, k, optional recent history):
 1. history = the request's recent items, else the user's last engagements in the bundle;
-2. retrieval: one trie-constrained beam search for the whole batch (UniRec, unirec §3.5);
+2. retrieval: the bundle's near-line candidates when it holds the beam output of exactly this
+   input (serving/candidates.py, serving/nearline.py), else one trie-constrained beam search for the rest of the
+   batch (UniRec, unirec §3.5);
 3. ranking: when the bundle holds a ranker, the candidates' u2i features come from the Feast
    online store and the ranker scores them, its user-side part computed once per request;
    without a ranker the beam order (path log-probability) is the ranking;
@@ -26,6 +28,7 @@ from models.retriever.stage import load_item_paths
 from models.retriever.train import load_checkpoint
 from models.retriever.trie import PathTrie
 from models.space import BEHAVIOURS, FeatureSpace, task_names
+from serving.candidates import CandidateTable, input_keys
 
 TASK_BEHAVIOUR = "click"  # the BOS objective when the bundle's manifest names none
 
@@ -48,6 +51,7 @@ class Recommendation:
     scores: list[float]
     fallback: bool
     stage: str  # "ranker", "retriever" or "popularity"
+    candidates: str = ""  # "nearline" (precomputed beam output), "live" (beam search), "" (none)
 
 
 @dataclass
@@ -65,7 +69,13 @@ class Served:
 class Recommender:
     """A loaded bundle: retriever, optional ranker, vocabularies, histories, popularity."""
 
-    def __init__(self, folder: Path, beam_size: int = 50, online_features=None):  # noqa: ANN001
+    def __init__(
+        self,
+        folder: Path,
+        beam_size: int = 50,
+        online_features=None,  # noqa: ANN001 - features.store.OnlineFeatures
+        use_nearline: bool = True,
+    ):
         folder = Path(folder)
         self.folder = folder
         self.manifest = json.loads((folder / "manifest.json").read_text())
@@ -99,6 +109,7 @@ class Recommender:
         if (folder / "ranker").exists():
             self.ranker = LoadedRanker.load(folder / "ranker")
         self.online = online_features
+        self.nearline = CandidateTable.load(folder) if use_nearline else None
 
     def _encode(self, reqs: list[Request]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """Model inputs for `reqs` and a mask of the requests the model can serve."""
@@ -148,13 +159,30 @@ class Recommender:
         idx = np.flatnonzero(known)
         if len(idx):
             sub = {k: v[idx] for k, v in batch.items()}
-            width = max(self.beam_size, max(reqs[i].k for i in idx))
-            rows, logp = beam_search(self.model, sub, self.trie, width)  # (B, W) each
-            for b, i in enumerate(idx):
-                keep = rows[b] >= 0
-                items = self.paths.item_ids[rows[b][keep].numpy()].astype(str).tolist()
-                scores = logp[b][keep].tolist()
-                out[i] = self._rank(reqs[i], items, scores)
+            cands: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
+            live = list(range(len(idx)))
+            if self.nearline is not None:
+                live = []
+                for b, (i, key) in enumerate(zip(idx, input_keys(sub), strict=True)):
+                    width = max(self.beam_size, reqs[i].k)  # as the live path's, alone
+                    hit = self.nearline.get(reqs[i].user_id, reqs[i].scene, key, width)
+                    if hit is None:
+                        live.append(b)
+                    else:
+                        cands[int(i)] = (*hit, "nearline")
+            if live:
+                width = max(self.beam_size, max(reqs[idx[b]].k for b in live))
+                rows, logp = beam_search(  # (B', W) each
+                    self.model, {k: v[live] for k, v in sub.items()}, self.trie, width
+                )
+                for j, b in enumerate(live):
+                    cands[int(idx[b])] = (rows[j].numpy(), logp[j].numpy(), "live")
+            for i in idx:
+                r, lp, how = cands[int(i)]
+                keep = r >= 0
+                items = self.paths.item_ids[r[keep]].astype(str).tolist()
+                out[i] = self._rank(reqs[i], items, lp[keep].tolist())
+                out[i].candidates = how
         for i in np.flatnonzero(~known):
             items = self.popular(reqs[i].scene, reqs[i].k)
             out[i] = Recommendation(items, [0.0] * len(items), True, "popularity")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from serving import ab
-from serving.bundle import bundle_path
+from serving.bundle import find_bundle
 from serving.exposure_log import append, exposure_rows
 from serving.recommender import Recommendation, Recommender, Request, Served
 from sidflow.config import Params
@@ -40,17 +40,19 @@ class ServingApp:
         self._bundles: dict[str, Recommender] = {}
         self._state_mtime = -1.0
         self._state: dict = {}
-        self._online = None
         self._prices: dict[str, float] = {}
 
-    def _online_features(self):  # noqa: ANN202 - features.store.OnlineFeatures or None
-        """The Feast online store reader (only needed when a bundle holds a ranker)."""
-        if self._online is None:
-            # Feast is a heavy import, needed only when a bundle holds a ranker
-            from features.store import OnlineFeatures
+    def _online_features(self, service: str, catalogue: pd.DataFrame):  # noqa: ANN202
+        """A Feast online store reader of a feature service over a bundle's catalogue (only
+        needed when the bundle holds a ranker). The u2i lookup keys of the items come from the
+        catalogue, so a replica needs the online store and the feature registry, not the
+        warehouse; each bundle gets its own reader (a newer bundle has newer items)."""
+        # Feast is a heavy import, needed only when a bundle holds a ranker
+        from features.schema import U2I_ATTRIBUTES
+        from features.store import OnlineFeatures
 
-            self._online = OnlineFeatures(self.params)
-        return self._online
+        attrs = catalogue[["item_id", *U2I_ATTRIBUTES]]
+        return OnlineFeatures(self.params, service, attrs)
 
     def state(self) -> dict:
         """The registry, re-read when its file changed (the hot swap)."""
@@ -67,11 +69,15 @@ class ServingApp:
         with self._lock:
             rec = self._bundles.get(tag)
             if rec is None:
-                folder = bundle_path(self.wd.root, tag)
-                rec = Recommender(folder, beam_size=self.sp.beam_size)
-                if rec.ranker is not None:
-                    rec.online = self._online_features()
+                store = self.sp.model_store_dir or self.wd.root / "bentoml" / "models"
+                folder = find_bundle(tag, store)
+                rec = Recommender(
+                    folder, beam_size=self.sp.beam_size, use_nearline=self.sp.nearline.enabled
+                )
                 catalogue = pd.read_parquet(Path(folder) / "catalogue.parquet")
+                if rec.ranker is not None:
+                    service = rec.manifest.get("feature_service") or "ranker"
+                    rec.online = self._online_features(service, catalogue)
                 self._prices.update(zip(catalogue["item_id"], catalogue["price"], strict=True))
                 self._bundles[tag] = rec
                 for old in list(self._bundles)[:-3]:  # keep the newest three loaded

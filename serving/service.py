@@ -1,7 +1,9 @@
 """sidflow's BentoML service: `bentoml serve serving.service:Sidflow` (`make serve`).
 
 POST /recommend {user_id, scene, k, history?} -> items with scores, the A/B bucket, the model
-tag, the SID version and a request_id; every answer is appended to the exposure log.
+tag, the SID version, a request_id and the candidates path (nearline: the bundle's precomputed
+beam output, live: a beam search now); every answer is appended to the exposure log.
+`serving.workers` processes each load the bundles (one torch thread each).
 POST /metadata -> the promoted and candidate versions with their SID versions and metrics.
 /healthz, /livez and /readyz come with BentoML; /readyz is 503 until a promoted bundle loads.
 Requests that queue while a pass runs are answered together by the next beam-search pass
@@ -109,7 +111,13 @@ class MicroBatcher:
 UNTRACED = {} if SP.trace_recommend else {"tracing": {"excluded_urls": ["/recommend"]}}
 
 
-@bentoml.service(name="sidflow", http={"port": SP.port}, traffic={"timeout": 30}, **UNTRACED)
+@bentoml.service(
+    name="sidflow",
+    http={"port": SP.port},
+    traffic={"timeout": 30},
+    workers=SP.workers,  # processes: one torch thread each (serving.torch_threads)
+    **UNTRACED,
+)
 class Sidflow:
     """Retriever + ranker behind A/B buckets, with exposure logging."""
 
@@ -179,6 +187,7 @@ class Sidflow:
             "sid_version": sid,
             "stage": s.rec.stage,
             "fallback": s.rec.fallback,
+            "candidates": s.rec.candidates,  # nearline (precomputed beam) | live | "" (fallback)
             "items": [
                 {"item_id": i, "score": round(x, 6)}
                 for i, x in zip(s.rec.items, s.rec.scores, strict=True)

@@ -302,6 +302,9 @@ class FeaturesParams(Strict):
     # by every process and machine); auto: file locally, sql in the deployment profile
     registry: Literal["auto", "file", "sql"] = "auto"
     registry_url: str = "postgresql+psycopg2://sidflow@127.0.0.1:5432/sidflow_feast"
+    # the file registry's path; null: <workdir>/feast/registry.db (a shared folder lets serving
+    # replicas read the pipeline's feature definitions)
+    registry_path: Path | None = None
 
     @model_validator(mode="after")
     def _windows_and_ttls(self) -> FeaturesParams:
@@ -500,6 +503,15 @@ class AbTestParams(Strict):
     srm_alpha: float = Field(0.001, gt=0, lt=1)  # SRM chi-square p below this: no decision
 
 
+class NearlineParams(Strict):
+    """Near-line candidates (serving/nearline.py): the bundle step precomputes the beam output
+    of every active user and scene; requests with exactly that input skip the beam search."""
+
+    enabled: bool = True
+    active_days: int = Field(7, ge=0)  # users with an engagement in these days (0: every user)
+    batch: int = Field(64, ge=1)  # requests per beam-search pass while precomputing
+
+
 class ServingParams(Strict):
     """The BentoML service (serving/): limits, A/B buckets, promotion by online evidence."""
 
@@ -515,6 +527,8 @@ class ServingParams(Strict):
     # torch intra-op threads per worker: a micro-batch of small matmuls loses more to thread
     # hand-offs than it gains (benchmarks/serve.py: HTTP p50 81 -> 60 ms, 18 -> 23 req/s)
     torch_threads: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1)  # BentoML worker processes (each loads the bundles)
+    nearline: NearlineParams = NearlineParams()
     # OpenTelemetry spans for /recommend. BentoML creates them even without a tracing exporter,
     # where they go nowhere (0.2-1 ms of a ~3 ms HTTP overhead here); on with an exporter.
     trace_recommend: bool = False
@@ -528,6 +542,9 @@ class ServingParams(Strict):
     # working folder. A shared folder lets several serving replicas and the pipeline meet.
     registry_path: Path | None = None
     exposure_log_dir: Path | None = None
+    # the BentoML model store newly promoted bundles are loaded from when the running Bento
+    # does not carry them; null: <workdir>/bentoml/models (where the pipeline saves them)
+    model_store_dir: Path | None = None
     ab: AbTestParams = AbTestParams()  # when the online A/B evidence promotes a candidate
 
     @model_validator(mode="after")
@@ -675,15 +692,24 @@ class Params(Strict):
         serving = sp.model_copy(
             update={
                 k: _anchor(getattr(sp, k), root) if getattr(sp, k) else None
-                for k in ("registry_path", "exposure_log_dir")
+                for k in ("registry_path", "exposure_log_dir", "model_store_dir")
             }
         )
+        fp = self.features
+        reg = fp.registry_path
+        features = fp.model_copy(update={"registry_path": _anchor(reg, root) if reg else None})
         url = self.dvc.remote_url
         dvc = self.dvc.model_copy(
             update={"remote_url": url if "://" in url else str(_anchor(Path(url), root))}
         )
         return self.model_copy(
-            update={"workdir": _anchor(workdir, root), "data": data, "serving": serving, "dvc": dvc}
+            update={
+                "workdir": _anchor(workdir, root),
+                "data": data,
+                "serving": serving,
+                "features": features,
+                "dvc": dvc,
+            }
         )
 
 

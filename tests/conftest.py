@@ -46,6 +46,42 @@ def tiny_world():
 
 
 @pytest.fixture(scope="session")
+def tiny_graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(folder, params file) of the tiny world run through the daily graph (data job for the
+    first days, the whole graph on the last: a gated, bundled, promoted model and its Bento).
+
+    Built once per session; under pytest-xdist the workers share it through a file lock in
+    the session's common temporary folder (the pattern pytest-xdist documents), so the
+    serving and replica tests pay for one run. Tests that change its state (the registry,
+    the closed loop) are the serving tests; others copy what they change.
+    """
+    from filelock import FileLock
+    from quick_graph import quick_params_file
+
+    from orchestration.runner import run_days
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    root = base / "tiny-graph"
+    with FileLock(str(root) + ".lock"):
+        if not (root / "DONE").exists():
+            root.mkdir(exist_ok=True)
+            params_file = quick_params_file(root, root / "work")
+            env_before = os.environ.pop("SIDFLOW_WORKDIR", None)
+            try:
+                params = load_params(params_file)
+                days = params.world.days()
+                runs = run_days(params, days, train_days=days[-1:])
+                assert all(r.success for r in runs), runs
+            finally:
+                if env_before is not None:
+                    os.environ["SIDFLOW_WORKDIR"] = env_before
+            (root / "DONE").write_text("the daily graph ran\n")
+    return root, root / "params.yaml"
+
+
+@pytest.fixture(scope="session")
 def amazon_path() -> Path:
     """The Amazon Beauty folder beside the checkout, or skip the test."""
     if not (AMAZON_BEAUTY / "SOURCE.md").exists():

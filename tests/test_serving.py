@@ -17,11 +17,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from quick_graph import quick_params_file
 
 from data_contracts.runner import validate_table
 from ingestion.warehouse import Warehouse
-from orchestration.runner import run_days
 from serving import ab, launch
 from serving.bundle import BundleManifest, bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
@@ -33,16 +31,13 @@ QA_TOKEN = "qa-secret-for-tests"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_graph):
     """A trained + promoted tiny bundle and a running `bentoml serve` on a free port."""
     root = tmp_path_factory.mktemp("serving")
-    params_file = quick_params_file(root, root / "work")
+    _, params_file = tiny_graph
     env_before = os.environ.get("SIDFLOW_WORKDIR")
     os.environ.pop("SIDFLOW_WORKDIR", None)
     params = load_params(params_file)
-    days = params.world.days()
-    runs = run_days(params, days, train_days=days[-1:])
-    assert all(r.success for r in runs), runs
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -118,6 +113,55 @@ def test_the_bundle_holds_the_ranker_and_a_bento_was_built(served):
     assert bento["service"] == "serving.service:Sidflow"
     assert [m["tag"] for m in bento["models"]] == [bundle["tag"]]
     assert (Path(bundle["bento"]["path"]) / "src" / "serving" / "service.py").exists()
+
+
+def test_nearline_candidates_answer_known_users_and_others_run_live(served):
+    url, params, _ = served
+    wd = Workdir(params.workdir)
+    [report] = sorted((wd.reports / "bundles").glob("day=*.json"))
+    folder = bundle_path(wd.root, json.loads(report.read_text())["tag"])
+    table = pd.read_parquet(folder / "candidates.parquet")
+    assert (
+        set(table["scene"]) == set(params.data.scenes)
+        and table["rows"].map(len).eq(params.serving.beam_size).all()
+    )
+    user = table["user_id"].iloc[0]
+    paths = {
+        (b["candidates"], b["stage"])
+        for b in (
+            _post(url, {"user_id": user, "scene": "feed", "k": 5}).json(),
+            _post(url, {"user_id": user, "scene": "feed", "k": 5, "history": ["i0000001"]}).json(),
+            _post(url, {"user_id": "someone-new", "scene": "feed", "k": 5}).json(),
+        )
+    }
+    # the bundle's history: precomputed; a history of its own: live; unknown: fallback
+    assert paths == {("nearline", "ranker"), ("live", "ranker"), ("", "popularity")}
+    log = read_day(wd.exposure_logs, dt.datetime.now(dt.UTC).date())
+    assert {"nearline", "live"} <= set(log["candidates"])  # the log says which path served
+
+
+def test_nearline_lists_equal_the_live_lists(served):
+    """The quality check: for the same input, the list served from the precomputed candidates
+    is the live path's (beam search one request at a time, then the same ranker)."""
+    from features.store import OnlineFeatures
+    from serving.recommender import Recommender, Request
+
+    _, params, _ = served
+    wd = Workdir(params.workdir)
+    tag = Registry(wd.registry).current()["promoted"]["tag"]
+    rec = Recommender(bundle_path(wd.root, tag), beam_size=params.serving.beam_size)
+    rec.online = OnlineFeatures(params)
+    assert rec.nearline is not None and len(rec.nearline) > 0
+    users = sorted({u for u, _ in rec.nearline._by})[:25]
+    reqs = [Request(u, s, 10) for u in users for s in params.data.scenes]
+    near = rec.recommend(reqs)  # one batch, every request precomputed
+    keep, rec.nearline = rec.nearline, None
+    live = [rec.recommend([r])[0] for r in reqs]
+    rec.nearline = keep
+    assert {a.candidates for a in near} == {"nearline"} and {b.candidates for b in live} == {"live"}
+    for a, b in zip(near, live, strict=True):
+        assert a.items == b.items
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
 
 def test_buckets_are_sticky_and_near_their_shares(served):

@@ -165,8 +165,9 @@ def build_serve_assets(
             sid_dvc_path=dvc_version.path if dvc_version else "",
             sid_dvc_remote=dvc_version.remote if dvc_version else "",
             mlflow_runs={k: v.to_json() for k, v in runs.items()},
+            feature_service="ranker" if "ranker" in parts else "",
         )
-        tag = save_bundle(wd.root, day, parts, tables, manifest)
+        tag = save_bundle(wd.root, day, parts, tables, manifest, params.serving)
         for link in runs.values():  # each model's MLflow run names the bundle that serves it
             add_to_run(
                 link,
