@@ -16,7 +16,8 @@ Prints JSON:
 - `context`: bundle, world, what answered (ranker / retriever / popularity; nearline /
   live), workers, CPU count and load average before and after.
 The client runs in this process, on the same cores as the server.
-Needs a promoted bundle in the working folder (`make run` first). The served requests are
+Needs a promoted bundle in the working folder, built with near-line candidates for their path
+(`sidflow --set serving.nearline.enabled=true run`; without them every request runs live). The served requests are
 appended to the working folder's exposure log under today's date, like any served request:
 point $SIDFLOW_WORKDIR at a scratch copy to keep them out of a real log.
 

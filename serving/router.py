@@ -71,9 +71,8 @@ class ServingApp:
             if rec is None:
                 store = self.sp.model_store_dir or self.wd.root / "bentoml" / "models"
                 folder = find_bundle(tag, store)
-                rec = Recommender(
-                    folder, beam_size=self.sp.beam_size, use_nearline=self.sp.nearline.enabled
-                )
+                # the bundle decides: its near-line candidates answer whenever it carries them
+                rec = Recommender(folder, beam_size=self.sp.beam_size)
                 catalogue = pd.read_parquet(Path(folder) / "catalogue.parquet")
                 if rec.ranker is not None:
                     service = rec.manifest.get("feature_service") or "ranker"

@@ -507,7 +507,7 @@ class NearlineParams(Strict):
     """Near-line candidates (serving/nearline.py): the bundle step precomputes the beam output
     of every active user and scene; requests with exactly that input skip the beam search."""
 
-    enabled: bool = True
+    enabled: bool = False  # on where traffic pays for it (params.yaml)
     active_days: int = Field(7, ge=0)  # users with an engagement in these days (0: every user)
     batch: int = Field(64, ge=1)  # requests per beam-search pass while precomputing
 

@@ -67,7 +67,10 @@ def tiny_graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     with FileLock(str(root) + ".lock"):
         if not (root / "DONE").exists():
             root.mkdir(exist_ok=True)
-            params_file = quick_params_file(root, root / "work")
+            # the serving tests check the near-line path, off by default (params.yaml)
+            params_file = quick_params_file(
+                root, root / "work", extra={"serving.nearline.enabled": True}
+            )
             env_before = os.environ.pop("SIDFLOW_WORKDIR", None)
             try:
                 params = load_params(params_file)

@@ -32,11 +32,11 @@ LOOSE_GATES = {
 QUICK_TINY = {"world.size": "tiny", **QUICK_TRAINING, **LOOSE_GATES}
 
 
-def quick_params_file(folder: Path, workdir: Path) -> Path:
-    """A params.yaml in `folder`: the project's settings with QUICK_TINY and `workdir`, for
-    `sidflow run` and `bentoml serve` subprocesses."""
+def quick_params_file(folder: Path, workdir: Path, extra: dict | None = None) -> Path:
+    """A params.yaml in `folder`: the project's settings with QUICK_TINY, `extra` and
+    `workdir`, for `sidflow run` and `bentoml serve` subprocesses."""
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    for dotted, value in {**QUICK_TINY, "workdir": str(workdir)}.items():
+    for dotted, value in {**QUICK_TINY, **(extra or {}), "workdir": str(workdir)}.items():
         set_dotted(raw, dotted, value)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
