@@ -36,7 +36,7 @@ def active_users(histories: pd.DataFrame, day: dt.date, days: int) -> list[str]:
 
 def add_nearline(folder: Path, day: dt.date, hist: pd.DataFrame, serving: ServingParams) -> int:
     """Write the near-line candidates of a (staged) bundle folder; returns their rows."""
-    rec = Recommender(folder, beam_size=serving.beam_size, use_nearline=False)
+    rec = Recommender(folder, beam_size=serving.beam_size)  # staged: no candidates yet
     rec.ranker = None  # retrieval only
     users = active_users(hist, day, serving.nearline.active_days)
     table = precompute_candidates(rec, users, rec.space.scenes, serving.nearline.batch)

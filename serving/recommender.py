@@ -74,7 +74,6 @@ class Recommender:
         folder: Path,
         beam_size: int = 50,
         online_features=None,  # noqa: ANN001 - features.store.OnlineFeatures
-        use_nearline: bool = True,
     ):
         folder = Path(folder)
         self.folder = folder
@@ -109,7 +108,7 @@ class Recommender:
         if (folder / "ranker").exists():
             self.ranker = LoadedRanker.load(folder / "ranker")
         self.online = online_features
-        self.nearline = CandidateTable.load(folder) if use_nearline else None
+        self.nearline = CandidateTable.load(folder)  # None when the bundle carries none
 
     def _encode(self, reqs: list[Request]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         """Model inputs for `reqs` and a mask of the requests the model can serve."""
