@@ -19,7 +19,7 @@ and writes each method's test top-200 lists as JSONL, `{"user": <user id>, "item
 `--out` (default `<workdir>/reports/benchmarks/<dataset>/`) so anyone can score them.
 
     .venv/bin/python benchmarks/amazon.py [--data PATH] [--methods popularity,unirec,...]
-        [--seed 0] [--set retriever.train.max_steps=4000 ...]
+        [--seeds 0 1] [--set retriever.train.max_steps=4000 ...]
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ RECIPE = {
     "retriever.train.eval_every": 1000,
     "retriever.eval.max_samples": None,  # every test user
 }
-SASREC_STEPS = 3000  # fixed; the best epoch on validation Recall@10 is kept
+# SASRec trains until validation Recall@10 has not improved for SASREC_PATIENCE evaluations of
+# two epochs each (RecBole's stopping_step of 10 epochs), at most SASREC_MAX_STEPS; the best
+# validation checkpoint is scored on test. The step it stopped at is in the results.
+SASREC_MAX_STEPS, SASREC_EVAL_EPOCHS, SASREC_PATIENCE = 30000, 2, 5
 
 
 def log(msg: str) -> None:
@@ -175,7 +178,7 @@ def run_popularity(ds: Dataset, params: Params, seed: int) -> dict:
 
 
 def run_sasrec(ds: Dataset, params: Params, seed: int, loss: str) -> dict:
-    """SASRec (BCE or CE) for SASREC_STEPS steps, the best epoch on validation Recall@10."""
+    """SASRec (BCE or CE) trained to convergence on validation Recall@10 (early stopping)."""
     torch.manual_seed(seed)
     tr = ds.split.train
     last = np.r_[tr.user_id[1:] != tr.user_id[:-1], True]  # each user's longest sequence
@@ -194,7 +197,7 @@ def run_sasrec(ds: Dataset, params: Params, seed: int, loss: str) -> dict:
             "lr": 1e-3,
             "batch_size": 128,
             "epochs": 1000,
-            "max_steps": SASREC_STEPS,
+            "max_steps": SASREC_MAX_STEPS,
             "warmup_steps": 100,
             "weight_decay": 0.0,
             "seed": seed,
@@ -206,13 +209,21 @@ def run_sasrec(ds: Dataset, params: Params, seed: int, loss: str) -> dict:
 
     def val(m: SASRec) -> dict:
         r = report(m.rank(vh, max(RANK_KS)), vt)
-        r = {k: v for k, v in r.items() if k in ("recall@10", "ndcg@10")}
+        r = {k: r[k] for k in ("recall@10", "ndcg@10")}  # the first one is watched
         if r["recall@10"] > best["recall@10"]:
             best.update(r, state={k: v.clone() for k, v in m.state_dict().items()})
         return r
 
     epoch = max(1, len(data["seq"]) // p.batch_size)
-    res = train(model, data, p, progress=False, eval_fn=val, eval_every=5 * epoch)
+    res = train(
+        model,
+        data,
+        p,
+        progress=False,
+        eval_fn=val,
+        eval_every=SASREC_EVAL_EPOCHS * epoch,
+        patience=SASREC_PATIENCE,
+    )
     model.load_state_dict(best.pop("state"))
     t0 = time.perf_counter()
     ranked = model.rank(torch.from_numpy(ds.split.test.hist), min(max(HR_KS), ds.n_items))
@@ -221,6 +232,7 @@ def run_sasrec(ds: Dataset, params: Params, seed: int, loss: str) -> dict:
         "test": report(ranked, ds.rows(ds.split.test)),
         "valid_best": best,
         "valid_curve": res.evals,
+        "best_step": max(res.evals, key=lambda e: e[1]["recall@10"])[0],
         "train_seconds": res.seconds,
         "steps": res.steps,
         "eval_seconds": time.perf_counter() - t0,
@@ -302,8 +314,30 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
     }
 
 
+def mean_sd(values: list[float]) -> str:
+    """'mean ± sd' (sample sd over seeds; '± n/a' for one seed)."""
+    m = float(np.mean(values))
+    return f"{m:.4f} ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else f"{m:.4f} ± n/a"
+
+
+def table(per_seed: dict[int, dict[str, dict]], published: dict) -> str:
+    """Markdown table of test Recall/NDCG@10 and HR@50, mean ± sd over seeds, with the
+    published figures (when the dataset has them) beneath."""
+    methods = list(next(iter(per_seed.values())))
+    cols = ["recall@10", "ndcg@10", "hr@50"]
+    lines = ["| method | " + " | ".join(cols) + " | seeds |", "|---" * (len(cols) + 2) + "|"]
+    for m in methods:
+        vals = [[per_seed[s][m]["test"][c] for s in per_seed] for c in cols]
+        lines.append(f"| {m} | " + " | ".join(mean_sd(v) for v in vals) + f" | {len(per_seed)} |")
+    for name, fig in published.items():
+        row = " | ".join(f"{fig[c]:.4f}" if c in fig else "-" for c in cols)
+        lines.append(f"| {name} (published) | {row} | - |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the methods in order; each result is also written to --out as it finishes."""
+    """Run the methods for each seed; each result is also written to --out as it finishes,
+    then the mean ± sd table over seeds."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--source", default="amazon", help="data.source (amazon, parquet, csv, recbole)"
@@ -312,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data", default=None, help="data.path (amazon: the Beauty folder beside the repo)"
     )
     ap.add_argument("--methods", default="popularity,unirec,sasrec_ce,sasrec_bce,tiger")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="folder for the JSON and the top-200 lists")
     ap.add_argument(
@@ -324,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set retriever.train.max_steps=2000",
     )
     args = ap.parse_args(argv)
-    overrides = {**RECIPE, "data.source": args.source, "retriever.train.seed": args.seed}
+    overrides = {**RECIPE, "data.source": args.source}
     if args.data:
         overrides["data.path"] = args.data
     overrides.update(dict(kv.split("=", 1) for kv in args.set))
@@ -335,39 +369,53 @@ def main(argv: list[str] | None = None) -> int:
     ds = Dataset(params, probe)
     ds.out = Path(args.out) if args.out else probe / ds.name
     ds.out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for m in args.methods.split(","):
-        log(f"{m}: start")
-        t = time.perf_counter()
-        if m == "popularity":
-            r = run_popularity(ds, params, args.seed)
-        elif m in ("sasrec_ce", "sasrec_bce"):
-            r = run_sasrec(ds, params, args.seed, m.split("_")[1])
-        else:
-            r = run_retriever(ds, params, args.seed, m)
-        r["seconds"] = time.perf_counter() - t
-        results[m] = r
-        (ds.out / f"{m}-seed{args.seed}.json").write_text(json.dumps(r, indent=2, default=float))
-        log(f"{m}: {json.dumps({k: round(v, 4) for k, v in r['test'].items()})}")
+    per_seed: dict[int, dict[str, dict]] = {}
+    for seed in args.seeds:
+        results = per_seed.setdefault(seed, {})
+        for m in args.methods.split(","):
+            log(f"{m} seed {seed}: start")
+            t = time.perf_counter()
+            if m == "popularity":
+                r = run_popularity(ds, params, seed)
+            elif m in ("sasrec_ce", "sasrec_bce"):
+                r = run_sasrec(ds, params, seed, m.split("_")[1])
+            else:
+                r = run_retriever(ds, params, seed, m)
+            r["seconds"] = time.perf_counter() - t
+            results[m] = r
+            (ds.out / f"{m}-seed{seed}.json").write_text(json.dumps(r, indent=2, default=float))
+            log(f"{m} seed {seed}: {json.dumps({k: round(v, 4) for k, v in r['test'].items()})}")
+    published = PUBLISHED if ds.name == "Beauty" else {}
     summary = {
         "dataset": ds.name,
         "source": {"source": params.data.source, "path": str(params.data.path)},
         "protocol": "leave-one-out on the last day, history <= 20, full ranking",
         "as_of": str(ds.day),
         "users_test": len(ds.split.test),
-        "seed": args.seed,
+        "seeds": args.seeds,
         "threads": args.threads,
         "data_seconds": ds.seconds,
         "total_seconds": time.perf_counter() - t0,
-        "methods": {m: r["test"] for m, r in results.items()},
-        "details": {m: {k: v for k, v in r.items() if k != "test"} for m, r in results.items()},
-        "published": PUBLISHED if ds.name == "Beauty" else {},
+        "methods": {
+            m: {
+                k: mean_sd([per_seed[s][m]["test"][k] for s in per_seed])
+                for k in per_seed[args.seeds[0]][m]["test"]
+                if k != "samples"
+            }
+            for m in per_seed[args.seeds[0]]
+        },
+        "seconds": {
+            m: mean_sd([per_seed[s][m]["seconds"] for s in per_seed])
+            for m in per_seed[args.seeds[0]]
+        },
+        "table": table(per_seed, published),
+        "published": published,
         "lists": str(ds.out),
         "date": dt.date.today().isoformat(),
     }
-    (ds.out / f"summary-seed{args.seed}.json").write_text(
-        json.dumps(summary, indent=2, default=float)
-    )
+    name = "summary-seeds" + "-".join(map(str, args.seeds)) + ".json"
+    (ds.out / name).write_text(json.dumps(summary, indent=2, default=float))
+    log("\n" + summary["table"])
     print(json.dumps(summary, indent=2, default=float))
     return 0
 

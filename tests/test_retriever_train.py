@@ -77,3 +77,20 @@ def test_ema_weights_are_the_moving_average_of_the_trajectory():
         )
     assert not all(torch.equal(a, w) for a, w in zip(expected, plain[-1], strict=True))
     assert all(torch.equal(a, e) for a, e in zip(model.parameters(), averaged[-1], strict=True))
+
+
+def test_patience_stops_once_validation_stops_improving():
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.3, 0.9, 0.9])  # best 0.3 at the 2nd evaluation
+
+    def validate(m: torch.nn.Module) -> dict:
+        return {"recall@10": next(scores)}
+
+    p = parts()
+    params = RetrieverTrainParams(max_steps=20, batch_size=4, warmup_steps=1)
+    res = train(
+        p.model, batch(p, 8), params, progress=False, eval_fn=validate, eval_every=2, patience=3
+    )
+    # evaluations at steps 2, 4, 6, 8, 10: three without a gain over 0.3 after step 4
+    assert [s for s, _ in res.evals] == [2, 4, 6, 8, 10] and res.steps == 10
+    full = train(parts().model, batch(p, 8), params, progress=False, eval_fn=lambda m: {})
+    assert full.steps == 20  # no patience: every step runs

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -81,6 +82,7 @@ def train(
     eval_fn: Callable[[torch.nn.Module], dict] | None = None,
     eval_every: int = 0,
     time_budget_s: float | None = None,
+    patience: int = 0,
 ) -> TrainResult:
     """Train `model` (forward(batch) -> loss) in place on `data` (leading sample axis).
 
@@ -91,6 +93,9 @@ def train(
     (so warm-up and decay still complete). With `params.ema_decay`, an exponential moving
     average of the weights is kept after every step (torch's AveragedModel); `eval_fn` sees
     the averaged model and `model` holds the averaged weights when training ends.
+    With `patience` > 0, training stops once the first metric `eval_fn` returns has not
+    improved for `patience` evaluations in a row (early stopping on validation, as RecBole's
+    `stopping_step`); `result.steps` is then the step it stopped at.
     """
     rank, world = distributed()
     dev = device_for_training()
@@ -128,6 +133,7 @@ def train(
     gen = torch.Generator().manual_seed(params.seed)
     result = TrainResult(steps=total, seconds=0.0, world_size=world)
     t0, step, running = time.perf_counter(), 0, []
+    best_metric, stale = -math.inf, 0
     bar = tqdm(total=total, desc="train retriever", disable=not progress or rank != 0)
     while step < total:
         perm = torch.randperm(n, generator=gen)  # same on every rank (same seed)
@@ -166,6 +172,13 @@ def train(
                 metrics = eval_fn(model if ema is None else ema.module)
                 result.evals.append((step, metrics))
                 bar.write(f"step {step}: {json.dumps(metrics)}", file=sys.stderr)
+                watched = float(next(iter(metrics.values()))) if metrics else -math.inf
+                best_metric, stale = (
+                    (watched, 0) if watched > best_metric else (best_metric, stale + 1)
+                )
+                if patience and stale >= patience:
+                    result.steps = total = step  # ends both loops
+                    bar.write(f"stopped at step {step}: {patience} evaluations without gain")
     bar.close()
     if ema is not None:
         with torch.no_grad():
