@@ -3,8 +3,10 @@
 For a batch of requests (user, scene, k, optional recent history):
 1. history = the request's recent items, else the user's last engagements in the bundle;
 2. retrieval: the bundle's near-line candidates when it holds the beam output of exactly this
-   input (serving/candidates.py, serving/nearline.py), else one trie-constrained beam search for the rest of the
-   batch (UniRec, unirec §3.5);
+   input (serving/candidates.py, serving/nearline.py), else one trie-constrained beam search
+   for the rest of the batch (UniRec, unirec §3.5); a bucket with `retriever: dig` instead
+   asks the bundle's DIG ranker to retrieve (dig §3.4: beam search over the ranker's SIDs,
+   MLP_u2t in place of the u2i features), `candidates` = "dig";
 3. ranking: when the bundle holds a ranker, the candidates' u2i features come from the Feast
    online store and the ranker scores them, its user-side part computed once per request;
    without a ranker the beam order (path log-probability) is the ranking;
@@ -51,7 +53,8 @@ class Recommendation:
     scores: list[float]
     fallback: bool
     stage: str  # "ranker", "retriever" or "popularity"
-    candidates: str = ""  # "nearline" (precomputed beam output), "live" (beam search), "" (none)
+    candidates: str = ""  # "nearline" (precomputed beam output), "live" (beam search), "dig" (the
+    # DIG ranker as retriever), "" (none)
 
 
 @dataclass
@@ -148,15 +151,28 @@ class Recommender:
         out += [i for i in self._popular_all if i not in seen][: k - len(out)]
         return out
 
+    def history(self, req: Request) -> list[str]:
+        """The request's item history for the ranker: the bundle's, then the request's."""
+        return self._history.get(req.user_id, ([], []))[0] + req.history
+
+    def can_retrieve_with_ranker(self) -> bool:
+        """True when the bundle holds a ranker (and its online features) to retrieve with."""
+        return self.ranker is not None and self.online is not None
+
     @torch.no_grad()
-    def recommend(self, reqs: list[Request]) -> list[Recommendation]:
-        """Answer a batch of requests with one beam search (and one ranker pass per request)."""
+    def recommend(self, reqs: list[Request], retriever: str = "unirec") -> list[Recommendation]:
+        """Answer a batch of requests with one beam search (and one ranker pass per request).
+
+        `retriever`: "unirec" (the generative retriever, near-line or live) or "dig" (the DIG
+        ranker's own beam search, when the bundle holds a ranker; else UniRec)."""
         if not reqs:
             return []
         batch, known = self._encode(reqs)
         out: list[Recommendation | None] = [None] * len(reqs)
         idx = np.flatnonzero(known)
-        if len(idx):
+        if len(idx) and retriever == "dig" and self.can_retrieve_with_ranker():
+            self._recommend_dig(reqs, idx, out)
+        elif len(idx):
             sub = {k: v[idx] for k, v in batch.items()}
             cands: dict[int, tuple[np.ndarray, np.ndarray, str]] = {}
             live = list(range(len(idx)))
@@ -187,13 +203,37 @@ class Recommender:
             out[i] = Recommendation(items, [0.0] * len(items), True, "popularity")
         return out  # type: ignore[return-value]
 
-    def _rank(self, req: Request, items: list[str], scores: list[float]) -> Recommendation:
-        """Rank retrieved candidates with the ranker (if any) and keep the top k."""
+    def _recommend_dig(
+        self, reqs: list[Request], idx: np.ndarray, out: list[Recommendation | None]
+    ) -> None:
+        """The DIG path for requests `idx`: one ranker beam search (its user side and user
+        features once per request), then the ranker's rank path over the candidates."""
+        users = [
+            self.ranker.user_side(reqs[i].user_id, self.history(reqs[i]), reqs[i].scene)
+            for i in idx
+        ]
+        anchor = [self._popular_all[0]]  # any item: only the user columns are read
+        feats = pd.concat([self.online.get(reqs[i].user_id, anchor) for i in idx])
+        width = max(self.beam_size, max(reqs[i].k for i in idx))
+        found = self.ranker.retrieve(users, feats, self.beam_size, width)
+        for i, user, (items, scores) in zip(idx, users, found, strict=True):
+            out[i] = self._rank(reqs[i], items, scores.tolist(), user)
+            out[i].candidates = "dig"
+
+    def _rank(
+        self,
+        req: Request,
+        items: list[str],
+        scores: list[float],
+        user=None,  # noqa: ANN001
+    ) -> Recommendation:
+        """Rank retrieved candidates with the ranker (if any) and keep the top k (`user`: the
+        ranker's user side when already computed)."""
         if self.ranker is None or self.online is None or not items:
             return Recommendation(items[: req.k], scores[: req.k], False, "retriever")
         feats = self.online.get(req.user_id, items)
-        history = self._history.get(req.user_id, ([], []))[0] + req.history
-        user = self.ranker.user_side(req.user_id, history, req.scene)  # once per request
+        if user is None:
+            user = self.ranker.user_side(req.user_id, self.history(req), req.scene)  # once
         s = self.ranker.score(user, items, feats)
         order = np.argsort(-s, kind="stable")[: req.k]
         return Recommendation(

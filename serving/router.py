@@ -1,4 +1,5 @@
-"""The serving application: A/B bucket -> the bucket's bundle -> recommend -> exposure log.
+"""The serving application: A/B bucket -> the bucket's bundle and retriever -> recommend ->
+exposure log.
 
 `ServingApp` is what `bentoml serve` runs (serving/service.py wraps it in HTTP) and what the
 closed-loop simulation calls in-process, so both go through the same code. It watches the
@@ -115,15 +116,14 @@ class ServingApp:
             forced = buckets[i] if buckets else None
             b = next((x for x in self.sp.buckets if x.name == forced), None) if forced else None
             chosen.append(b or ab.assign(self.sp, r.user_id))
-        by_tag: dict[str, list[int]] = {}
+        by_path: dict[tuple[str, str], list[int]] = {}  # (bundle tag, retriever) -> requests
         tags = [self.version_for(b.model)["tag"] for b in chosen]
         for i, tag in enumerate(tags):
-            by_tag.setdefault(tag, []).append(i)
+            by_path.setdefault((tag, chosen[i].retriever), []).append(i)
         recs: list[Recommendation | None] = [None] * len(requests)
-        for tag, idx in by_tag.items():
-            for i, rec in zip(
-                idx, self.bundle(tag).recommend([requests[i] for i in idx]), strict=True
-            ):
+        for (tag, retriever), idx in by_path.items():
+            answers = self.bundle(tag).recommend([requests[i] for i in idx], retriever)
+            for i, rec in zip(idx, answers, strict=True):
                 recs[i] = rec
         served = [
             Served(

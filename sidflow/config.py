@@ -479,11 +479,14 @@ class SimulationParams(Strict):
 
 
 class BucketParams(Strict):
-    """One A/B bucket: a share of the users and which registry entry it serves."""
+    """One A/B bucket: a share of the users, which registry entry it serves and which model
+    retrieves its candidates: `unirec` (the bundle's generative retriever) or `dig` (the
+    bundle's DIG ranker as retriever, dig §3.4; a bundle without a ranker serves UniRec)."""
 
     name: str = Field(min_length=1, max_length=32)
     share: float = Field(gt=0, le=1)
     model: Literal["promoted", "candidate"]
+    retriever: Literal["unirec", "dig"] = "unirec"
 
 
 AbMetric = Literal["ctr", "purchases_per_request", "gmv_per_request"]

@@ -17,12 +17,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from data_contracts.runner import validate_table
 from ingestion.warehouse import Warehouse
 from serving import ab, launch
 from serving.bundle import BundleManifest, bundle_path, read_manifest, save_bundle
 from serving.exposure_log import land_day, read_day
+from serving.recommender import Request
 from sidflow.config import ServingParams, load_params
 from sidflow.registry import Registry
 from sidflow.workdir import Workdir
@@ -144,7 +146,7 @@ def test_nearline_lists_equal_the_live_lists(served):
     """The quality check: for the same input, the list served from the precomputed candidates
     is the live path's (beam search one request at a time, then the same ranker)."""
     from features.store import OnlineFeatures
-    from serving.recommender import Recommender, Request
+    from serving.recommender import Recommender
 
     _, params, _ = served
     wd = Workdir(params.workdir)
@@ -162,6 +164,52 @@ def test_nearline_lists_equal_the_live_lists(served):
     for a, b in zip(near, live, strict=True):
         assert a.items == b.items
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_a_dig_bucket_retrieves_with_the_ranker(served):
+    """A bucket with `retriever: dig` serves the bundle's DIG ranker as retriever (dig §3.4):
+    its lists are the plain reference beam search over the ranker's SIDs, ranked by the
+    ranker; the other bucket of the same bundle keeps UniRec's candidates."""
+    from models.ranker.retrieval import reference_ranker_beam_search
+    from serving.router import ServingApp
+    from sidflow.config import BucketParams
+
+    _, params, _ = served
+    buckets = [
+        BucketParams(name="control", share=0.5, model="promoted"),
+        BucketParams(name="dig", share=0.5, model="promoted", retriever="dig"),
+    ]
+    app = ServingApp(
+        params.model_copy(
+            update={"serving": params.serving.model_copy(update={"buckets": buckets})}
+        ),
+        log=False,
+    )
+    rec = app.bundle(app.version_for("promoted")["tag"])
+    users = sorted(rec._history)[:4]
+    scenes = params.data.scenes
+    reqs = [Request(u, scenes[j % len(scenes)], 10) for j, u in enumerate(users)]
+    dig = app.handle(reqs, buckets=["dig"] * len(reqs))
+    unirec = app.handle(reqs, buckets=["control"] * len(reqs))
+    assert {(x.bucket, x.rec.candidates, x.rec.stage) for x in dig} == {("dig", "dig", "ranker")}
+    assert {x.rec.candidates for x in unirec} <= {"nearline", "live"}
+    assert [x.rec.items for x in dig] != [x.rec.items for x in unirec]  # another retriever
+    ranker, width = rec.ranker, params.serving.beam_size
+    for req, got in zip(reqs, dig, strict=True):
+        user = ranker.user_side(req.user_id, rec.history(req), req.scene)
+        row = rec.online.get(req.user_id, [rec._popular_all[0]])
+        batch = {
+            "profile": user.profile,
+            "scene": user.scene,
+            "user_dense": torch.from_numpy(ranker.enc.dense(row, ranker.enc.user_cols)),
+            "hist": user.hist,
+        }
+        [found] = reference_ranker_beam_search(
+            ranker.model, batch, ranker.model.item_sids.numpy(), width
+        )
+        items = [ranker._item_ids[r] for r, _ in found][:width]
+        s = ranker.score(user, items, rec.online.get(req.user_id, items))
+        assert got.rec.items == [items[j] for j in np.argsort(-s, kind="stable")[:10]]
 
 
 def test_buckets_are_sticky_and_near_their_shares(served):

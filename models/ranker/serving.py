@@ -8,7 +8,9 @@ user side is broadcast to every candidate and the full matmuls run per candidate
 `serving.recommender.Recommender` loads a bundle's `ranker/` folder with `LoadedRanker.load`,
 calls `user_side(user_id, history, scene)` once per request (profile embeddings, the history
 items through Enc: the expensive part) and `score(user, item_ids, features)` with the Feast
-online features of the candidates (the columns `training_frame` gives offline).
+online features of the candidates (the columns `training_frame` gives offline). A bucket with
+`retriever: dig` first asks `retrieve` for the candidates: the ranker as retriever (dig §3.4,
+models/ranker/retrieval.py), MLP_u2t in place of the u2i features, over its own SIDs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from models.ranker.checkpoint import load_ranker
 from models.ranker.data import USER_FIELDS
 from models.ranker.model import DIGRanker, UserSide
+from models.ranker.retrieval import CodeIndex, ranker_beam_search
 
 
 @dataclass
@@ -52,6 +55,10 @@ class LoadedRanker:
         self.enc = encoding
         self.history_len = int(raw["history_len"])
         self.profiles = profiles
+        self._index: CodeIndex | None = None  # the SID trie, built at the first retrieval
+        vocab = self.enc.vocab["item_id"]
+        self._item_ids = np.full(max(vocab.values(), default=0) + 1, "", dtype=object)
+        self._item_ids[list(vocab.values())] = list(vocab)  # item row -> item id (0: none)
 
     @classmethod
     def load(cls, folder: Path | str, mari: bool | None = None) -> LoadedRanker:
@@ -72,6 +79,29 @@ class LoadedRanker:
         keys = self.model.enc(self.model.item_fields[hist])  # (1, T, d)
         scene_id = torch.from_numpy(self.enc.scene_ids([scene]))
         return RequestUser(profile, scene_id, hist, keys, hist > 0)
+
+    @torch.no_grad()
+    def retrieve(
+        self, users: list[RequestUser], features: pd.DataFrame, beam_size: int, top_n: int
+    ) -> list[tuple[list[str], np.ndarray]]:
+        """The ranker as retriever (dig §3.4): one trie-constrained beam search over its SIDs
+        for a batch of requests; `features` row i holds request i's user columns (any item's
+        row of the online features). Per request (item ids, final-layer recall logits),
+        best first, at most `top_n`."""
+        if self._index is None:
+            self._index = CodeIndex.build(self.model.item_sids, self.model.cfg.codebook_size)
+        batch = {
+            "profile": torch.cat([u.profile for u in users]),  # (B, P)
+            "scene": torch.cat([u.scene for u in users]),  # (B,)
+            "user_dense": torch.from_numpy(self.enc.dense(features, self.enc.user_cols)),
+            "hist": torch.cat([u.hist for u in users]),  # (B, T)
+        }
+        rows, scores = ranker_beam_search(self.model, batch, self._index, beam_size, top_n)
+        out = []
+        for r, s in zip(rows.numpy(), scores.numpy(), strict=True):
+            keep = r > 0
+            out.append((self._item_ids[r[keep]].tolist(), s[keep]))
+        return out
 
     @torch.no_grad()
     def score(self, user: RequestUser, item_ids: list[str], features: pd.DataFrame) -> np.ndarray:
