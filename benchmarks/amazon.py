@@ -11,8 +11,12 @@ source's last day (`retriever.eval.protocol: leave_one_out`):
 - training and model selection: `models.retriever.stage.train_run` (the best checkpoint
   and the item head's weight on the validation split, never on test); test decoding and
   metrics: `evaluate_run` over every test user.
-Baselines on the same split (`split_samples`): popularity, SASRec with BCE or CE, trained for
-a fixed number of steps with the best epoch on validation.
+Baselines on the same split (`split_samples`): popularity, SASRec with BCE or CE, trained
+until validation Recall@10 stops improving (the best validation checkpoint is scored).
+Methods: popularity, sasrec_ce, sasrec_bce, unirec, the retriever variants of
+models/baselines/variants.py (tiger, no_coa, no_task_bos, ...), and UNGER's ablation rows
+unger_none / unger_cka / unger_cka_ikd (fused SIDs with or without the alignment, IKD).
+Each seed trains its own model (`--seeds`); SIDs are built once per SID setting and reused.
 
 Prints JSON (test Recall/NDCG@5/10/20, HR@50/100/200 per method, validation selection, times)
 and writes each method's test top-200 lists as JSONL, `{"user": <user id>, "items": [...]}`, to
@@ -86,6 +90,8 @@ RECIPE = {
 # two epochs each (RecBole's stopping_step of 10 epochs), at most SASREC_MAX_STEPS; the best
 # validation checkpoint is scored on test. The step it stopped at is in the results.
 SASREC_MAX_STEPS, SASREC_EVAL_EPOCHS, SASREC_PATIENCE = 30000, 2, 5
+# UNGER's ablation rows (method name: CKA in stage 1, IKD in stage 2), `unger_settings`
+UNGER = {"unger_none": (False, False), "unger_cka": (True, False), "unger_cka_ikd": (True, True)}
 
 
 def log(msg: str) -> None:
@@ -239,9 +245,31 @@ def run_sasrec(ds: Dataset, params: Params, seed: int, loss: str) -> dict:
     }
 
 
+def unger_settings(params: Params, name: str) -> Params:
+    """UNGER's ablation (unger §4.4, Table 8) as settings: SIDs of the fused embedding whose
+    stage-1 encoder trains with the cross-modality alignment (`cka`, unger §3.3) or without it
+    (`none`: align_weight 0), and the retriever with intra-modality knowledge distillation
+    (`cka_ikd`, unger §3.4.3 eqs. 11-12) or without."""
+    cka, ikd = UNGER[name]
+    encoder = params.sid.encoder.model_copy(
+        update={"align_weight": params.sid.encoder.align_weight if cka else 0.0}
+    )
+    return params.model_copy(
+        update={
+            "sid": params.sid.model_copy(update={"embedding": "fused", "encoder": encoder}),
+            "retriever": params.retriever.model_copy(
+                update={"model": params.retriever.model.model_copy(update={"ikd": ikd})}
+            ),
+        }
+    )
+
+
 def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
-    """UniRec (or a variant such as tiger) through the product's SID, train and eval stages."""
-    mp = variant(params.retriever.model, name)
+    """UniRec (or a variant such as tiger, or an UNGER ablation row) through the product's
+    SID, train and eval stages; model selection on validation (`train_run`)."""
+    if name in UNGER:
+        params = unger_settings(params, name)
+    mp = variant(params.retriever.model, "unirec" if name in UNGER else name)
     p = params.model_copy(
         update={
             "retriever": params.retriever.model_copy(
@@ -253,7 +281,10 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
             "sid": params.sid.model_copy(update={"capacity": mp.capacity_sids}),
         }
     )
-    sid_out = ds.folder / f"sid-{'capacity' if mp.capacity_sids else 'plain'}-{p.sid.embedding}"
+    sid_key = f"{'capacity' if mp.capacity_sids else 'plain'}-{p.sid.embedding}"
+    if p.sid.embedding == "fused":
+        sid_key += f"-align{p.sid.encoder.align_weight:g}"
+    sid_out = ds.folder / f"sid-{sid_key}"
     t0 = time.perf_counter()
     stage = run_sid_stage(
         p,
