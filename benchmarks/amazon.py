@@ -14,8 +14,9 @@ source's last day (`retriever.eval.protocol: leave_one_out`):
 Baselines on the same split (`split_samples`): popularity, SASRec with BCE or CE, trained
 until validation Recall@10 stops improving (the best validation checkpoint is scored).
 Methods: popularity, sasrec_ce, sasrec_bce, unirec, the retriever variants of
-models/baselines/variants.py (tiger, no_coa, no_task_bos, ...), and UNGER's ablation rows
-unger_none / unger_cka / unger_cka_ikd (fused SIDs with or without the alignment, IKD).
+models/baselines/variants.py (tiger, no_coa, no_task_bos, ...), UNGER's ablation rows
+unger_none / unger_cka / unger_cka_ikd (fused SIDs with or without the alignment, IKD), and
+unirec_auto (the SID embedding chosen by short validation probes, then the full recipe).
 Each seed trains its own model (`--seeds`); SIDs are built once per SID setting and reused.
 
 Prints JSON (test Recall/NDCG@5/10/20, HR@50/100/200 per method, validation selection, times)
@@ -90,6 +91,8 @@ RECIPE = {
 # two epochs each (RecBole's stopping_step of 10 epochs), at most SASREC_MAX_STEPS; the best
 # validation checkpoint is scored on test. The step it stopped at is in the results.
 SASREC_MAX_STEPS, SASREC_EVAL_EPOCHS, SASREC_PATIENCE = 30000, 2, 5
+# `unirec_auto`: the SID embeddings its validation probes compare (run_auto)
+AUTO_EMBEDDINGS = ["semantic", "fused", "collaborative"]
 # UNGER's ablation rows (method name: CKA in stage 1, IKD in stage 2), `unger_settings`
 UNGER = {"unger_none": (False, False), "unger_cka": (True, False), "unger_cka_ikd": (True, True)}
 
@@ -264,9 +267,12 @@ def unger_settings(params: Params, name: str) -> Params:
     )
 
 
-def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
+def run_retriever(
+    ds: Dataset, params: Params, seed: int, name: str, run_name: str = "", test: bool = True
+) -> dict:
     """UniRec (or a variant such as tiger, or an UNGER ablation row) through the product's
-    SID, train and eval stages; model selection on validation (`train_run`)."""
+    SID, train and eval stages; model selection on validation (`train_run`). `test=False`
+    stops after training (a probe: only its validation selection is read)."""
     if name in UNGER:
         params = unger_settings(params, name)
     mp = variant(params.retriever.model, "unirec" if name in UNGER else name)
@@ -301,7 +307,7 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
         f"{name}: SIDs {stage.metrics['version']} ({stage.metrics['embedding']}) in "
         f"{sid_seconds:.0f}s, collisions {stage.metrics['collision_rate_before_dedup']:.4f}"
     )
-    run = ds.folder / f"{name}-seed{seed}"
+    run = ds.folder / f"{run_name or name}-seed{seed}"
     info = train_run(
         p,
         ds.events,
@@ -319,9 +325,13 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
         f"{name}: trained {info.steps} steps in {info.train_seconds:.0f}s; "
         f"selection {json.dumps(info.selection.get('checkpoint'))}"
     )
+    if not test:
+        return {"selection": info.selection, "sid_seconds": sid_seconds, "run": str(run)}
     metrics = evaluate_run(p, run, progress=True).to_json()
     lines = [json.loads(x) for x in (run / TOPK_FILE).read_text().splitlines()]
-    ds.write_lists(name, np.array([x["user"] for x in lines]), [x["items"] for x in lines])
+    ds.write_lists(
+        run_name or name, np.array([x["user"] for x in lines]), [x["items"] for x in lines]
+    )
     test = {
         k: metrics[k]
         for k in metrics
@@ -343,6 +353,43 @@ def run_retriever(ds: Dataset, params: Params, seed: int, name: str) -> dict:
             "sid": p.sid.model_dump(exclude={"encoder"}),
         },
     }
+
+
+def with_embedding(params: Params, embedding: str, steps: int | None = None) -> Params:
+    """`params` with SIDs of `embedding`; with `steps`, a probe's training budget (validated
+    once, at its end)."""
+    train = params.retriever.train
+    if steps:
+        train = train.model_copy(
+            update={
+                "max_steps": steps,
+                "eval_every": steps,
+                "warmup_steps": min(train.warmup_steps, steps // 4),
+            }
+        )
+    return params.model_copy(
+        update={
+            "sid": params.sid.model_copy(update={"embedding": embedding}),
+            "retriever": params.retriever.model_copy(update={"train": train}),
+        }
+    )
+
+
+def run_auto(ds: Dataset, params: Params, seed: int, probe_steps: int) -> dict:
+    """The recipe choosing its SIDs on validation: a short probe of each SID embedding
+    (AUTO_EMBEDDINGS, `probe_steps` steps, validation Recall@10 of its last step), then the
+    full recipe with the best one. On a catalogue without titles or with anonymised
+    attributes the text SIDs lose their footing and the probes say so."""
+    probes = {}
+    for emb in AUTO_EMBEDDINGS:
+        r = run_retriever(
+            ds, with_embedding(params, emb, probe_steps), seed, "unirec", f"probe-{emb}", False
+        )
+        probes[emb] = r["selection"]["checkpoint"] | {"sid_seconds": r["sid_seconds"]}
+        log(f"unirec_auto seed {seed}: probe {emb}: {json.dumps(probes[emb])}")
+    chosen = max(probes, key=lambda e: probes[e]["recall@10"])
+    r = run_retriever(ds, with_embedding(params, chosen), seed, "unirec", "unirec_auto")
+    return r | {"auto": {"probe_steps": probe_steps, "probes": probes, "chosen": chosen}}
 
 
 def mean_sd(values: list[float]) -> str:
@@ -379,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="popularity,unirec,sasrec_ce,sasrec_bce,tiger")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--probe-steps", type=int, default=1000, help="unirec_auto: training steps per probe"
+    )
     ap.add_argument("--out", default=None, help="folder for the JSON and the top-200 lists")
     ap.add_argument(
         "--set",
@@ -410,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_popularity(ds, params, seed)
             elif m in ("sasrec_ce", "sasrec_bce"):
                 r = run_sasrec(ds, params, seed, m.split("_")[1])
+            elif m == "unirec_auto":
+                r = run_auto(ds, params, seed, args.probe_steps)
             else:
                 r = run_retriever(ds, params, seed, m)
             r["seconds"] = time.perf_counter() - t

@@ -215,7 +215,7 @@ class Recommender:
         anchor = [self._popular_all[0]]  # any item: only the user columns are read
         feats = pd.concat([self.online.get(reqs[i].user_id, anchor) for i in idx])
         width = max(self.beam_size, max(reqs[i].k for i in idx))
-        found = self.ranker.retrieve(users, feats, self.beam_size, width)
+        found = self.ranker.retrieve(users, feats, width, width)  # as the UniRec beam
         for i, user, (items, scores) in zip(idx, users, found, strict=True):
             out[i] = self._rank(reqs[i], items, scores.tolist(), user)
             out[i].candidates = "dig"
