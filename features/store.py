@@ -370,6 +370,22 @@ class OnlineFeatures:
             parts.append(pd.DataFrame({k: np.full(n, v, dtype=float) for k, v in values.items()}))
         return pd.concat(parts, axis=1)
 
+    def user_features(self, user_id: str, request_ts: dt.datetime | None = None) -> pd.DataFrame:
+        """One row: the user's `user_stats` features and the on-demand (recency) features at
+        `request_ts`, as `get` gives them for every candidate, without the item and u2i reads
+        (the DIG bucket's retrieval needs the user side before it has candidates)."""
+        now = (request_ts or dt.datetime.now(dt.UTC)).timestamp()
+        row: dict = {"user_id": user_id}
+        for view, names in self._views:
+            if view.name == "user_stats":
+                values, stamp = self._read(view, ["user_id"], [[user_id]], names)
+                values = self._expire(view, values, stamp, now)
+                row |= dict(zip(names, values[0], strict=True))
+        numeric = {k: v for k, v in row.items() if k == "user_id" or self._kinds[k] != "timestamp"}
+        for odfv in self._on_demand:
+            numeric |= self._on_demand_row(odfv, row, now)
+        return pd.DataFrame([numeric])
+
     @staticmethod
     def _on_demand_row(odfv: OnDemandFeatureView, user_row: dict, now: float) -> dict:
         """An on-demand view's features for the request: its transform (Feast's public

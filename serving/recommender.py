@@ -212,8 +212,7 @@ class Recommender:
             self.ranker.user_side(reqs[i].user_id, self.history(reqs[i]), reqs[i].scene)
             for i in idx
         ]
-        anchor = [self._popular_all[0]]  # any item: only the user columns are read
-        feats = pd.concat([self.online.get(reqs[i].user_id, anchor) for i in idx])
+        feats = pd.concat([self.online.user_features(reqs[i].user_id) for i in idx])
         width = max(self.beam_size, max(reqs[i].k for i in idx))
         found = self.ranker.retrieve(users, feats, width, width)  # as the UniRec beam
         for i, user, (items, scores) in zip(idx, users, found, strict=True):

@@ -86,7 +86,7 @@ class LoadedRanker:
     ) -> list[tuple[list[str], np.ndarray]]:
         """The ranker as retriever (dig §3.4): one trie-constrained beam search over its SIDs
         for a batch of requests; `features` row i holds request i's user columns (any item's
-        row of the online features). Per request (item ids, final-layer recall logits),
+        row from `OnlineFeatures.user_features`). Per request (item ids, final-layer recall logits),
         best first, at most `top_n`."""
         if self._index is None:
             self._index = CodeIndex.build(self.model.item_sids, self.model.cfg.codebook_size)
