@@ -242,6 +242,9 @@ class RetrieverTrainParams(Strict):
     # validate every this many steps on the validation split (leave-one-out protocol) and
     # keep the best checkpoint by validation Recall@10; 0 = keep the last step's weights
     eval_every: int = Field(0, ge=0)
+    # with eval_every: stop once validation Recall@10 has not improved for this many
+    # evaluations in a row (early stopping, as RecBole's stopping_step); 0 = run every step
+    patience: int = Field(0, ge=0)
 
 
 class RetrieverEvalParams(Strict):

@@ -16,11 +16,11 @@ from review_log import LAST, review_log
 from ingestion.warehouse import Warehouse
 from models.retriever.protocol import held_out_event_ids, resolve_protocol, split_samples
 from models.retriever.samples import build_samples
-from models.retriever.stage import evaluate_run, train_run
+from models.retriever.stage import RetrieverRun, evaluate_run, train_run
 from models.retriever.train import load_checkpoint
 from models.retriever.validation import ITEM_HEAD_WEIGHTS
 from models.space import FeatureSpace
-from sidflow.config import load_params
+from sidflow.config import Params, load_params
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +57,20 @@ def test_leave_one_out_holds_out_each_users_last_two(log_tables, warehouse):
     assert resolve_protocol("auto", warehouse, LAST) == "leave_one_out"  # no exposures
 
 
-def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
-    tmp_path, log_tables, warehouse
-):
-    items = log_tables["items"]
+def random_sids(items: pd.DataFrame) -> pd.DataFrame:
+    """A 3-level SID table of random codes (6 per level) with its dedup level."""
     rng = np.random.default_rng(0)
     sid = pd.DataFrame({"item_id": items["item_id"]})
     for j in range(3):
         sid[f"s{j}"] = rng.integers(0, 6, len(items))
     sid["dedup"] = sid.groupby(["s0", "s1", "s2"]).cumcount()
     sid["version"] = "test"
+    return sid
+
+
+def train_on_log(log_tables, out, **train) -> tuple[Params, RetrieverRun]:
+    """A tiny retriever with an item head trained on the review log, leave-one-out; `train`
+    overrides `retriever.train` settings."""
     params = load_params(
         overrides={
             "data.scenes": "[review]",
@@ -79,24 +83,32 @@ def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
             "retriever.eval.hr_ks": "[50]",
             "retriever.eval.valid_beam": 20,
         }
+        | {f"retriever.train.{k}": v for k, v in train.items()}
     )
     mp = tiny_params(profile_fields=[], item_head=True)
     params = params.model_copy(
         update={"retriever": params.retriever.model_copy(update={"model": mp})}
     )
-    out = tmp_path / "run"
     info = train_run(
         params,
         log_tables["events"],
-        items,
+        log_tables["items"],
         log_tables["users"],
-        sid,
+        random_sids(log_tables["items"]),
         LAST,
         out,
         progress=False,
         codebook_size=6,
         protocol="leave_one_out",
     )
+    return params, info
+
+
+def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
+    tmp_path, log_tables, warehouse
+):
+    out = tmp_path / "run"
+    params, info = train_on_log(log_tables, out)
     sel = info.selection
     curve = sel["validation_curve"]
     assert [step for step, _ in curve] == [8, 16, 24]
@@ -109,3 +121,16 @@ def test_run_keeps_the_validation_best_checkpoint_and_item_head_weight(
     assert result.protocol == "leave_one_out" and result.samples == 160
     lines = [json.loads(x) for x in (out / "eval_topk.jsonl").read_text().splitlines()]
     assert len(lines) == 160 and {"user", "history", "target", "items"} <= set(lines[0])
+
+
+def test_patience_stops_the_run_once_validation_stops_improving(tmp_path, log_tables):
+    # a budget far beyond what the 160-user log needs: validation peaks early, then stalls
+    _, info = train_on_log(
+        log_tables, tmp_path / "run", max_steps=600, eval_every=6, patience=2, lr=0.01
+    )
+    curve = info.selection["validation_curve"]
+    scores = [m["recall@10"] for _, m in curve]
+    best = scores.index(max(scores))  # the first of equals
+    assert info.steps == curve[-1][0] < 600
+    assert len(scores) - 1 - best == 2  # stopped after exactly `patience` evaluations without gain
+    assert info.selection["checkpoint"]["step"] == curve[best][0]

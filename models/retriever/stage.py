@@ -255,7 +255,15 @@ def fit(
     if nproc > 1:
         result = train_distributed(parts.model, data, tp, nproc, scratch)
     else:
-        result = train(parts.model, data, tp, progress=progress, eval_fn=selector, eval_every=every)
+        result = train(
+            parts.model,
+            data,
+            tp,
+            progress=progress,
+            eval_fn=selector,
+            eval_every=every,
+            patience=tp.patience if every else 0,
+        )
     selection: dict = {"checkpoint": f"last step ({result.steps})"}
     if selector is not None:
         selection["checkpoint"] = selector.restore(parts.model, result.evals)
