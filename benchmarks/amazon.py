@@ -57,6 +57,7 @@ from models.retriever.train import train  # noqa: E402
 from models.space import FeatureSpace
 from models.tokenizer.stage import run_sid_stage  # noqa: E402
 from sidflow.config import Params, load_params  # noqa: E402
+from sidflow.stats import mean_sd  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
 
 PROTOCOL = "leave_one_out"
@@ -390,12 +391,6 @@ def run_auto(ds: Dataset, params: Params, seed: int, probe_steps: int) -> dict:
     chosen = max(probes, key=lambda e: probes[e]["recall@10"])
     r = run_retriever(ds, with_embedding(params, chosen), seed, "unirec", "unirec_auto")
     return r | {"auto": {"probe_steps": probe_steps, "probes": probes, "chosen": chosen}}
-
-
-def mean_sd(values: list[float]) -> str:
-    """'mean ± sd' (sample sd over seeds; '± n/a' for one seed)."""
-    m = float(np.mean(values))
-    return f"{m:.4f} ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else f"{m:.4f} ± n/a"
 
 
 def table(per_seed: dict[int, dict[str, dict]], published: dict) -> str:

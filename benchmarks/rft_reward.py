@@ -42,6 +42,7 @@ from models.alignment.run import align_run  # noqa: E402
 from models.ranker.stage import SAMPLES, train_run, warehouse_events  # noqa: E402
 from models.tokenizer.table import load_sid_table  # noqa: E402
 from sidflow.config import load_params  # noqa: E402
+from sidflow.stats import sample_sd, standard_error  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
 
 K = 50
@@ -56,7 +57,7 @@ def paired(before: np.ndarray, after: np.ndarray) -> dict:
         "before": float(before.mean()) if n else None,
         "after": float(after.mean()) if n else None,
         "change": float(d.mean()) if n else None,
-        "change_se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+        "change_se": standard_error(d),
         "before_se": float(np.sqrt(before.mean() * (1 - before.mean()) / n)) if n else None,
     }
 
@@ -134,9 +135,9 @@ def main() -> None:
         after = [results[f"{reward}_seed{s}"]["purchase_hr50"]["after"] for s in args.seeds]
         summary[reward] = {
             "purchase_hr50_after_mean": float(np.mean(after)),
-            "purchase_hr50_after_sd": float(np.std(after, ddof=1)) if len(after) > 1 else None,
+            "purchase_hr50_after_sd": sample_sd(after),
             "purchase_hr50_change_mean": float(np.mean(ch)),
-            "purchase_hr50_change_sd": float(np.std(ch, ddof=1)) if len(ch) > 1 else None,
+            "purchase_hr50_change_sd": sample_sd(ch),
         }
     versus = {}
     if {"logged", "predicted"} <= set(args.rewards):
@@ -147,7 +148,7 @@ def main() -> None:
             d = hits(a["rank_after"][keep]) - hits(b["rank_after"][keep])
             versus[f"seed{s}"] = {
                 "predicted_minus_logged": float(d.mean()),
-                "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+                "se": standard_error(d),
                 "n": int(len(d)),
             }
     print(

@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +43,7 @@ from models.retriever.stage import evaluate_run, train_run, warehouse_inputs  # 
 from models.tokenizer import load_sid_table  # noqa: E402
 from models.tokenizer.stage import run_sid_stage  # noqa: E402
 from sidflow.config import load_params  # noqa: E402
+from sidflow.stats import mean_sd  # noqa: E402
 from sidflow.workdir import Workdir  # noqa: E402
 
 VARIANTS = {  # name: (CKA in stage 1, IKD in stage 2)
@@ -57,13 +57,6 @@ METRICS = ["hr@50", "recall@10", "ndcg@10"]
 def log(msg: str) -> None:
     """Progress on stderr, time-stamped."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def mean_sd(values: list[float]) -> str:
-    """'mean ± sd' (sample sd over seeds)."""
-    v = np.asarray(values, float)
-    sd = v.std(ddof=1) if len(v) > 1 else float("nan")
-    return f"{v.mean():.4f} ± {sd:.4f}"
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ from models.retriever.samples import Samples, build_samples, engaged
 from models.space import FeatureSpace
 from models.tokenizer.table import load_sid_table
 from sidflow.config import Params, load_params
+from sidflow.stats import sample_sd
 from sidflow.workdir import Workdir
 
 BEAM_BATCH = 16  # requests per beam-search call
@@ -132,7 +133,7 @@ def summarise(runs: list[dict], keys: list[str]) -> dict:
         x = np.array([r[k] for r in runs], float)
         out[k] = {
             "mean": round(float(x.mean()), 4),
-            "sd": round(float(x.std(ddof=1)), 4) if len(x) > 1 else None,
+            "sd": None if (sd := sample_sd(x)) is None else round(sd, 4),
         }
     return out
 
