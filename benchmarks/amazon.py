@@ -491,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         "lists": str(ds.out),
         "date": dt.date.today().isoformat(),
     }
-    name = "summary-seeds" + "-".join(map(str, args.seeds)) + ".json"
+    # one file per (methods, seeds): runs of other methods into the same --out keep theirs
+    name = f"summary-{args.methods.replace(',', '+')}-seeds{'-'.join(map(str, args.seeds))}.json"
     (ds.out / name).write_text(json.dumps(summary, indent=2, default=float))
     log("\n" + summary["table"])
     print(json.dumps(summary, indent=2, default=float))
