@@ -39,11 +39,11 @@ def compare(runs: dict[str, Path], k: int) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for a, b in itertools.combinations(hits, 2):
         users = sorted(set(hits[a]) & set(hits[b]))
+        pair: dict = {"users": len(users)}
         for j, metric in enumerate([f"recall@{k}", f"ndcg@{k}"]):
             d = np.array([hits[b][u][j] - hits[a][u][j] for u in users])
-            out[f"{b} - {a}"] = out.get(f"{b} - {a}", {"users": len(users)}) | {
-                metric: {"difference": float(d.mean()), "paired_se": standard_error(d)}
-            }
+            pair[metric] = {"difference": float(d.mean()), "paired_se": standard_error(d)}
+        out[f"{b} - {a}"] = pair
     return out
 
 

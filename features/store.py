@@ -302,6 +302,11 @@ class OnlineFeatures:
         block[now - stamps > view.ttl.total_seconds()] = np.nan
         return block
 
+    def _user_stats(self, view: FeatureView, names: list[str], user_id: str, now: float):
+        """The user's `user_stats` row ([1, features]), blank when older than the TTL."""
+        row, stamp = self._read(view, ["user_id"], [[user_id]], names)
+        return self._expire(view, row, stamp, now)
+
     def refresh(self) -> None:
         """Reload the item features of the whole catalogue from the online store."""
         for view, names in self._views:
@@ -334,8 +339,7 @@ class OnlineFeatures:
                 at = [self._item_index.get(i, unknown) for i in item_ids]
                 block = self._expire(view, self._item_table[at], self._item_stamps[at], now)
             elif view.name == "user_stats":
-                row, stamp = self._read(view, ["user_id"], [[user_id]], names)
-                row = self._expire(view, row, stamp, now)
+                row = self._user_stats(view, names, user_id, now)
                 user_row = dict(zip(names, row[0], strict=True))
                 block = np.repeat(row, n, axis=0)
             else:  # u2i: read each distinct attribute value once, then spread over candidates
@@ -378,9 +382,7 @@ class OnlineFeatures:
         row: dict = {"user_id": user_id}
         for view, names in self._views:
             if view.name == "user_stats":
-                values, stamp = self._read(view, ["user_id"], [[user_id]], names)
-                values = self._expire(view, values, stamp, now)
-                row |= dict(zip(names, values[0], strict=True))
+                row |= dict(zip(names, self._user_stats(view, names, user_id, now)[0], strict=True))
         numeric = {k: v for k, v in row.items() if k == "user_id" or self._kinds[k] != "timestamp"}
         for odfv in self._on_demand:
             numeric |= self._on_demand_row(odfv, row, now)
