@@ -24,7 +24,10 @@ and writes each method's test top-200 lists as JSONL, `{"user": <user id>, "item
 `--out` (default `<workdir>/reports/benchmarks/<dataset>/`) so anyone can score them.
 
     .venv/bin/python benchmarks/amazon.py [--data PATH] [--methods popularity,unirec,...]
-        [--seeds 0 1] [--set retriever.train.max_steps=4000 ...]
+        [--seeds 0 1] [--set retriever.train.max_steps=4000 ...] [--validation-only]
+
+`--validation-only` measures a lever: retriever methods train and select on validation and
+report the selected checkpoint's validation scores; test is never decoded.
 """
 
 from __future__ import annotations
@@ -308,7 +311,14 @@ def run_retriever(
         f"{name}: SIDs {stage.metrics['version']} ({stage.metrics['embedding']}) in "
         f"{sid_seconds:.0f}s, collisions {stage.metrics['collision_rate_before_dedup']:.4f}"
     )
-    run = ds.folder / f"{run_name or name}-seed{seed}"
+    settings = {
+        "model": mp.model_dump(),
+        "train": p.retriever.train.model_dump(),
+        "sid": p.sid.model_dump(exclude={"encoder"}),
+    }
+    # keyed by the settings: a lever measured with --set never overwrites another run's folder
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    run = ds.folder / f"{run_name or name}-seed{seed}-{digest[:8]}"
     info = train_run(
         p,
         ds.events,
@@ -326,8 +336,20 @@ def run_retriever(
         f"{name}: trained {info.steps} steps in {info.train_seconds:.0f}s; "
         f"selection {json.dumps(info.selection.get('checkpoint'))}"
     )
-    if not test:
-        return {"selection": info.selection, "sid_seconds": sid_seconds, "run": str(run)}
+    trained = {
+        "selection": info.selection,
+        "sid_seconds": sid_seconds,
+        "train_seconds": info.train_seconds,
+        "steps": info.steps,
+        "parameters": info.parameters,
+        "sid_version": info.sid_version,
+        "run": str(run),
+        "settings": settings,
+    }
+    if not test:  # a probe or a lever measured on validation: the selected checkpoint's scores
+        checkpoint = info.selection.get("checkpoint")
+        valid = {k: v for k, v in checkpoint.items() if k != "step"} if checkpoint else {}
+        return trained | {"valid": valid}
     metrics = evaluate_run(p, run, progress=True).to_json()
     lines = [json.loads(x) for x in (run / TOPK_FILE).read_text().splitlines()]
     ds.write_lists(
@@ -338,22 +360,7 @@ def run_retriever(
         for k in metrics
         if k.split("@")[0] in ("recall", "ndcg", "hr") and not k.endswith("_purchase")
     }
-    return {
-        "test": test,
-        "selection": info.selection,
-        "sid_seconds": sid_seconds,
-        "train_seconds": info.train_seconds,
-        "eval_seconds": metrics["eval_seconds"],
-        "steps": info.steps,
-        "parameters": info.parameters,
-        "sid_version": info.sid_version,
-        "run": str(run),
-        "settings": {
-            "model": mp.model_dump(),
-            "train": p.retriever.train.model_dump(),
-            "sid": p.sid.model_dump(exclude={"encoder"}),
-        },
-    }
+    return trained | {"test": test, "eval_seconds": metrics["eval_seconds"]}
 
 
 def with_embedding(params: Params, embedding: str, steps: int | None = None) -> Params:
@@ -393,14 +400,14 @@ def run_auto(ds: Dataset, params: Params, seed: int, probe_steps: int) -> dict:
     return r | {"auto": {"probe_steps": probe_steps, "probes": probes, "chosen": chosen}}
 
 
-def table(per_seed: dict[int, dict[str, dict]], published: dict) -> str:
-    """Markdown table of test Recall/NDCG@10 and HR@50, mean ± sd over seeds, with the
-    published figures (when the dataset has them) beneath."""
+def table(per_seed: dict[int, dict[str, dict]], published: dict, split: str = "test") -> str:
+    """Markdown table of `split`'s (test or valid) Recall/NDCG@10 and HR@50, mean ± sd over
+    seeds, with the published figures (when the dataset has them) beneath."""
     methods = list(next(iter(per_seed.values())))
     cols = ["recall@10", "ndcg@10", "hr@50"]
     lines = ["| method | " + " | ".join(cols) + " | seeds |", "|---" * (len(cols) + 2) + "|"]
     for m in methods:
-        vals = [[per_seed[s][m]["test"][c] for s in per_seed] for c in cols]
+        vals = [[per_seed[s][m][split][c] for s in per_seed] for c in cols]
         lines.append(f"| {m} | " + " | ".join(mean_sd(v) for v in vals) + f" | {len(per_seed)} |")
     for name, fig in published.items():
         row = " | ".join(f"{fig[c]:.4f}" if c in fig else "-" for c in cols)
@@ -424,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--probe-steps", type=int, default=1000, help="unirec_auto: training steps per probe"
     )
+    ap.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="retriever methods: train and select on validation, report the selected "
+        "checkpoint's validation scores and never decode test (for measuring a lever)",
+    )
     ap.add_argument("--out", default=None, help="folder for the JSON and the top-200 lists")
     ap.add_argument(
         "--set",
@@ -434,6 +447,11 @@ def main(argv: list[str] | None = None) -> int:
         "--set retriever.train.max_steps=2000",
     )
     args = ap.parse_args(argv)
+    split = "valid" if args.validation_only else "test"
+    if args.validation_only and {"popularity", "sasrec_ce", "sasrec_bce", "unirec_auto"} & set(
+        args.methods.split(",")
+    ):
+        ap.error("--validation-only measures retriever methods (unirec, variants, unger_*)")
     overrides = {**RECIPE, "data.source": args.source}
     if args.data:
         overrides["data.path"] = args.data
@@ -458,17 +476,22 @@ def main(argv: list[str] | None = None) -> int:
             elif m == "unirec_auto":
                 r = run_auto(ds, params, seed, args.probe_steps)
             else:
-                r = run_retriever(ds, params, seed, m)
+                r = run_retriever(ds, params, seed, m, test=not args.validation_only)
             r["seconds"] = time.perf_counter() - t
             results[m] = r
-            (ds.out / f"{m}-seed{seed}.json").write_text(json.dumps(r, indent=2, default=float))
-            log(f"{m} seed {seed}: {json.dumps({k: round(v, 4) for k, v in r['test'].items()})}")
-    published = PUBLISHED if ds.name == "Beauty" else {}
+            (ds.out / f"{m}-seed{seed}{'-valid' if args.validation_only else ''}.json").write_text(
+                json.dumps(r, indent=2, default=float)
+            )
+            log(
+                f"{m} seed {seed} {split}: {json.dumps({k: round(v, 4) for k, v in r[split].items()})}"
+            )
+    published = PUBLISHED if ds.name == "Beauty" and split == "test" else {}
     summary = {
         "dataset": ds.name,
         "source": {"source": params.data.source, "path": str(params.data.path)},
         "protocol": "leave-one-out on the last day, history <= 20, full ranking",
         "as_of": str(ds.day),
+        "split": split,
         "users_test": len(ds.split.test),
         "seeds": args.seeds,
         "threads": args.threads,
@@ -476,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": time.perf_counter() - t0,
         "methods": {
             m: {
-                k: mean_sd([per_seed[s][m]["test"][k] for s in per_seed])
-                for k in per_seed[args.seeds[0]][m]["test"]
+                k: mean_sd([per_seed[s][m][split][k] for s in per_seed])
+                for k in per_seed[args.seeds[0]][m][split]
                 if k != "samples"
             }
             for m in per_seed[args.seeds[0]]
@@ -486,13 +509,14 @@ def main(argv: list[str] | None = None) -> int:
             m: mean_sd([per_seed[s][m]["seconds"] for s in per_seed])
             for m in per_seed[args.seeds[0]]
         },
-        "table": table(per_seed, published),
+        "table": table(per_seed, published, split),
         "published": published,
         "lists": str(ds.out),
         "date": dt.date.today().isoformat(),
     }
     # one file per (methods, seeds): runs of other methods into the same --out keep theirs
-    name = f"summary-{args.methods.replace(',', '+')}-seeds{'-'.join(map(str, args.seeds))}.json"
+    name = f"summary-{args.methods.replace(',', '+')}-seeds{'-'.join(map(str, args.seeds))}"
+    name += "-valid.json" if args.validation_only else ".json"
     (ds.out / name).write_text(json.dumps(summary, indent=2, default=float))
     log("\n" + summary["table"])
     print(json.dumps(summary, indent=2, default=float))

@@ -1,0 +1,77 @@
+"""benchmarks/amazon.py end to end on a small review log: a lever measured on validation only
+never decodes test, and runs of different settings keep their own folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("amazon_bench", ROOT / "benchmarks" / "amazon.py")
+amazon = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(amazon)
+
+
+def _review_log(folder: Path, users: int = 40, items: int = 24) -> Path:
+    """A canonical parquet source: every user reviews 6 items, a day apart."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(users):
+        for k, item in enumerate(rng.choice(items, 6, replace=False)):
+            rows.append(
+                {
+                    "event_id": f"e{u}-{k}",
+                    "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=k, hours=u),
+                    "user_id": f"u{u}",
+                    "item_id": f"i{item}",
+                    "request_id": None,
+                    "scene": "feed",
+                    "event_type": "purchase",
+                    "position": None,
+                    "price": 1.0,
+                }
+            )
+    (folder / "events").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "events" / "part-0.parquet", index=False)
+    kinds = ["lipstick", "shampoo", "soap", "cream"]
+    pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(items)],
+            "title": [f"{kinds[i % 4]} number {i}" for i in range(items)],
+            "cat_l1": ["Beauty"] * items,
+            "cat_l2": [kinds[i % 4] for i in range(items)],
+            "cat_l3": [f"{kinds[i % 4]}-{i % 3}" for i in range(items)],
+            "brand": [f"b{i % 5}" for i in range(items)],
+            "seller": ["s"] * items,
+            "price": [1.0 + i for i in range(items)],
+            "first_seen": ["2025-01-01"] * items,
+        }
+    ).to_parquet(folder / "items.parquet", index=False)
+    pd.DataFrame({"user_id": [f"u{u}" for u in range(users)]}).to_parquet(
+        folder / "users.parquet"
+    )
+    return folder
+
+
+def test_validation_only_lever_keeps_test_unseen_and_runs_apart(workdir, tmp_path, capsys):
+    src = _review_log(tmp_path / "src")
+    out = tmp_path / "out"
+    base = ["--source", "parquet", "--data", str(src), "--methods", "unirec", "--seeds", "0"]
+    base += ["--threads", "1", "--out", str(out), "--validation-only"]
+    small = ["--set", "sid.K=4", "--set", "retriever.train.eval_every=4"]
+    for steps in (8, 12):
+        assert amazon.main([*base, *small, "--set", f"retriever.train.max_steps={steps}"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["split"] == "valid" and "test" not in summary["table"].lower()
+        assert "published" not in summary["table"]
+        row = json.loads((out / "unirec-seed0-valid.json").read_text())
+        assert row["steps"] == steps and "test" not in row
+        assert row["valid"]["recall@10"] == row["selection"]["checkpoint"]["recall@10"]
+        assert not list(out.glob("*top200*"))  # no test lists: test was never decoded
+        assert not (Path(row["run"]) / "metrics.json").exists()
+    runs = sorted(p.name for p in Path(row["run"]).parent.glob("unirec-seed0-*"))
+    assert len(runs) == 2  # the two budgets trained into folders of their own
