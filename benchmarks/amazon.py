@@ -26,8 +26,8 @@ and writes each method's test top-200 lists as JSONL, `{"user": <user id>, "item
     .venv/bin/python benchmarks/amazon.py [--data PATH] [--methods popularity,unirec,...]
         [--seeds 0 1] [--set retriever.train.max_steps=4000 ...] [--validation-only]
 
-`--validation-only` measures a lever: retriever methods train and select on validation and
-report the selected checkpoint's validation scores; test is never decoded.
+`--validation-only` measures a lever: retriever methods train and select as usual, then decode
+every validation user instead of test (`retriever.eval.held_out: valid`); test is never decoded.
 """
 
 from __future__ import annotations
@@ -272,11 +272,12 @@ def unger_settings(params: Params, name: str) -> Params:
 
 
 def run_retriever(
-    ds: Dataset, params: Params, seed: int, name: str, run_name: str = "", test: bool = True
+    ds: Dataset, params: Params, seed: int, name: str, run_name: str = "", decode: bool = True
 ) -> dict:
     """UniRec (or a variant such as tiger, or an UNGER ablation row) through the product's
-    SID, train and eval stages; model selection on validation (`train_run`). `test=False`
-    stops after training (a probe: only its validation selection is read)."""
+    SID, train and eval stages; model selection on validation (`train_run`), then the split of
+    `retriever.eval.held_out` decoded (test; valid for a lever) and reported under its name.
+    `decode=False` stops after training (a probe: only its validation selection is read)."""
     if name in UNGER:
         params = unger_settings(params, name)
     mp = variant(params.retriever.model, "unirec" if name in UNGER else name)
@@ -346,21 +347,22 @@ def run_retriever(
         "run": str(run),
         "settings": settings,
     }
-    if not test:  # a probe or a lever measured on validation: the selected checkpoint's scores
-        checkpoint = info.selection.get("checkpoint")
-        valid = {k: v for k, v in checkpoint.items() if k != "step"} if checkpoint else {}
-        return trained | {"valid": valid}
+    if not decode:
+        return trained
     metrics = evaluate_run(p, run, progress=True).to_json()
+    split = metrics["split"]
     lines = [json.loads(x) for x in (run / TOPK_FILE).read_text().splitlines()]
     ds.write_lists(
-        run_name or name, np.array([x["user"] for x in lines]), [x["items"] for x in lines]
+        (run_name or name) + ("" if split == "test" else f"-{split}"),
+        np.array([x["user"] for x in lines]),
+        [x["items"] for x in lines],
     )
-    test = {
+    scores = {
         k: metrics[k]
         for k in metrics
         if k.split("@")[0] in ("recall", "ndcg", "hr") and not k.endswith("_purchase")
     }
-    return trained | {"test": test, "eval_seconds": metrics["eval_seconds"]}
+    return trained | {split: scores, "eval_seconds": metrics["eval_seconds"]}
 
 
 def with_embedding(params: Params, embedding: str, steps: int | None = None) -> Params:
@@ -434,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--validation-only",
         action="store_true",
-        help="retriever methods: train and select on validation, report the selected "
-        "checkpoint's validation scores and never decode test (for measuring a lever)",
+        help="retriever methods: train and select as usual, then decode every validation user "
+        "instead of test (retriever.eval.held_out=valid; test is never decoded): a lever",
     )
     ap.add_argument("--out", default=None, help="folder for the JSON and the top-200 lists")
     ap.add_argument(
@@ -452,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         args.methods.split(",")
     ):
         ap.error("--validation-only measures retriever methods (unirec, variants, unger_*)")
-    overrides = {**RECIPE, "data.source": args.source}
+    overrides = {**RECIPE, "data.source": args.source, "retriever.eval.held_out": split}
     if args.data:
         overrides["data.path"] = args.data
     overrides.update(dict(kv.split("=", 1) for kv in args.set))
@@ -476,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             elif m == "unirec_auto":
                 r = run_auto(ds, params, seed, args.probe_steps)
             else:
-                r = run_retriever(ds, params, seed, m, test=not args.validation_only)
+                r = run_retriever(ds, params, seed, m)
             r["seconds"] = time.perf_counter() - t
             results[m] = r
             (ds.out / f"{m}-seed{seed}{'-valid' if args.validation_only else ''}.json").write_text(

@@ -265,6 +265,9 @@ class RetrieverEvalParams(Strict):
     # sample's scene, so offline HR is what serving delivers; label: the target's own
     # behaviour, an oracle (serving cannot know whether the next engagement is a purchase)
     bos: Literal["serving", "label"] = "serving"
+    # the split the run's evaluation decodes: test, or (leave_one_out) valid, which measures a
+    # lever on validation without decoding test (benchmarks/amazon.py --validation-only)
+    held_out: Literal["test", "valid"] = "test"
 
 
 class WarmStartParams(Strict):

@@ -100,6 +100,7 @@ class RetrieverEval:
     seconds: float
     metrics: dict[str, float]  # hr@K (all / purchase), recall/ndcg@K, token hit ratio @3
     bos: str  # the Task BOS decoded with: "serving:<behaviour>" or "label" (an oracle)
+    split: str = "test"  # the held-out split decoded (valid: a lever measured on validation)
 
     def to_json(self) -> dict:
         """The metrics.json content (flat: the gates read `hr@50` etc. at the top level)."""
@@ -110,6 +111,7 @@ class RetrieverEval:
             "protocol": self.protocol,
             "samples": self.samples,
             "bos": self.bos,
+            "split": self.split,
         }
 
 
@@ -120,11 +122,12 @@ class Prepared:
     parts: RetrieverParts
     split: Split
     train: Samples
-    held: Samples  # the evaluated test samples (capped at retriever.eval.max_samples)
+    held: Samples  # the evaluated samples (capped at retriever.eval.max_samples)
     held_data: dict[str, torch.Tensor]
     valid_data: dict[str, torch.Tensor] | None
     bos: str  # the Task BOS held-out and validation samples are decoded with (eval_bos)
     integrated: np.ndarray | None = None  # (N_paths, D) the paths' integrated embeddings (IKD)
+    held_split: str = "test"  # which split `held` is (retriever.eval.held_out)
 
 
 def warehouse_inputs(warehouse, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -181,6 +184,13 @@ def prepare(
     samples = attach_profiles(samples, users, mp.profile_fields)
     split = split_samples(samples, day, protocol)
     held = split.test
+    if rp.eval.held_out == "valid":  # a lever measured without touching test
+        if split.valid is None:
+            raise ValueError(
+                f"retriever.eval.held_out=valid needs the leave_one_out protocol; '{protocol}' "
+                "has no validation split"
+            )
+        held = split.valid
     if rp.eval.max_samples and len(held) > rp.eval.max_samples:
         pick = np.sort(np.random.default_rng(0).choice(len(held), rp.eval.max_samples, False))
         held = held.subset(pick)
@@ -193,7 +203,9 @@ def prepare(
         pick = np.sort(np.random.default_rng(1).choice(len(split.valid), n_val, replace=False))
         valid = split.valid.subset(pick)
         valid_data = encode_batch(valid, parts.space, parts.paths, mp.profile_fields, w, asked)
-    return Prepared(parts, split, split.train, held, held_data, valid_data, bos, integrated)
+    return Prepared(
+        parts, split, split.train, held, held_data, valid_data, bos, integrated, rp.eval.held_out
+    )
 
 
 def eval_bos(params: Params, events: pd.DataFrame) -> tuple[str, str | None]:
@@ -284,7 +296,7 @@ def save(out: Path, prep: Prepared, day: dt.date, protocol: str, result: TrainRe
     save_item_paths(parts.paths, out / "item_paths.parquet")
     (out / "vocab.json").write_text(json.dumps(parts.space.vocab))
     save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
-    meta = eval_meta(prep.held, parts.space, day, protocol, prep.bos)
+    meta = eval_meta(prep.held, parts.space, day, protocol, prep.bos, prep.held_split)
     write_text_atomic(json.dumps(meta), out / "eval_meta.json")
     plot_losses(result, out / "loss.png", f"retriever loss, as of {day}")
 
@@ -389,15 +401,18 @@ def track(
     )
 
 
-def eval_meta(samples: Samples, space, day: dt.date, protocol: str, bos: str) -> dict:  # noqa: ANN001
-    """What identifies the held-out samples: user, target, history (item ids, oldest first),
-    the task decoded with (`bos`: see eval_bos) and whether it is a purchase, in
-    `eval.safetensors` order."""
+def eval_meta(  # noqa: ANN001
+    samples: Samples, space, day: dt.date, protocol: str, bos: str, split: str = "test"
+) -> dict:
+    """What identifies the held-out samples: their split (test, or valid for a lever), user,
+    target, history (item ids, oldest first), the task decoded with (`bos`: see eval_bos) and
+    whether it is a purchase, in `eval.safetensors` order."""
     items = {row: item for item, row in space.item_row.items()}  # item-table row -> item id
     asked = samples.event_type if bos == "label" else [bos.split(":", 1)[1]] * len(samples)
     return {
         "day": day.isoformat(),
         "protocol": protocol,
+        "split": split,
         "bos": bos,
         "purchase": (samples.event_type == "purchase").tolist(),
         "users": [str(u) for u in samples.user_id],
@@ -436,12 +451,14 @@ def evaluate_run(params: Params, out: Path, progress: bool = False) -> Retriever
         round(time.perf_counter() - t0, 2),
         metrics,
         meta.get("bos", "label"),
+        meta.get("split", "test"),
     )
     write_topk(out / TOPK_FILE, meta, paths, ranked)
     write_text_atomic(json.dumps(result.to_json(), indent=2), out / "metrics.json")
     trained = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
     add_to_run(
-        RunLink.from_json(trained.get("mlflow")), {f"test_{k}": v for k, v in metrics.items()}
+        RunLink.from_json(trained.get("mlflow")),
+        {f"{result.split}_{k}": v for k, v in metrics.items()},
     )
     return result
 
