@@ -14,6 +14,10 @@ Users and items are kept when they appear in the kept events. Prints JSON (count
 
     python benchmarks/review_log.py --src WORLD_OR_PARQUET_FOLDER --out DIR \\
         [--purchases-only] [--core 5] [--messy] [--salt S]
+
+`--source amazon` (or csv, recbole) reads --src through the product's own-data reader
+(`ingestion.readers.read_source`) instead: e.g. Amazon Beauty with a messy catalogue,
+`--source amazon --src ../shared/data/amazon-beauty-2014-5core --messy`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
-import pandas as pd
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code
+
+import pandas as pd  # noqa: E402
+
+from ingestion.readers import read_source  # noqa: E402
+from sidflow.config import load_params  # noqa: E402
 
 ATTRIBUTES = ["cat_l1", "cat_l2", "cat_l3", "brand", "seller"]
 
@@ -73,10 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--core", type=int, default=5)
     ap.add_argument("--messy", action="store_true")
     ap.add_argument("--salt", default="sidflow-messy-1")
+    ap.add_argument(
+        "--source", default="parquet", help="data.source of --src (parquet, amazon, csv, recbole)"
+    )
     args = ap.parse_args(argv)
-    events = pd.read_parquet(args.src / "events")
-    items = pd.read_parquet(args.src / "items.parquet")
-    users = pd.read_parquet(args.src / "users.parquet")
+    if args.source == "parquet":
+        events = pd.read_parquet(args.src / "events")
+        items = pd.read_parquet(args.src / "items.parquet")
+        users = pd.read_parquet(args.src / "users.parquet")
+    else:
+        data = load_params(overrides={"data.source": args.source, "data.path": str(args.src)}).data
+        tables = read_source(data)
+        events, items, users = tables.events, tables.items, tables.users
     if args.purchases_only:
         events = k_core(events[events["event_type"] == "purchase"], args.core)
     items = items[items["item_id"].isin(events["item_id"])]

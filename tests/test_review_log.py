@@ -78,3 +78,21 @@ def test_purchases_only_with_a_core_filter_and_a_messy_catalogue(tmp_path, capsy
         load_params(overrides={"data.source": "parquet", "data.path": str(out)}).data
     )
     assert len(tables.events) == 9
+
+
+def test_an_own_data_source_read_through_the_product_reader(amazon_path, tmp_path, capsys):
+    out = tmp_path / "messy-beauty"
+    args = ["--source", "amazon", "--src", str(amazon_path), "--out", str(out), "--messy"]
+    assert review_log.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    reviews = read_source(
+        load_params(overrides={"data.source": "amazon", "data.path": str(amazon_path)}).data
+    )
+    assert report["events"] == len(reviews.events) == len(pd.read_parquet(out / "events"))
+    items = pd.read_parquet(out / "items.parquet")
+    assert items["title"].isna().all() and len(items) == reviews.events["item_id"].nunique()
+    assert not set(items["cat_l2"]) & set(reviews.items["cat_l2"].dropna())
+    messy = read_source(
+        load_params(overrides={"data.source": "parquet", "data.path": str(out)}).data
+    )
+    assert len(messy.events) == len(reviews.events)
