@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     split = "valid" if args.validation_only else "test"
+    suffix = "-valid" if args.validation_only else ""  # result files of a lever kept apart
     if args.validation_only and {"popularity", "sasrec_ce", "sasrec_bce", "unirec_auto"} & set(
         args.methods.split(",")
     ):
@@ -481,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_retriever(ds, params, seed, m)
             r["seconds"] = time.perf_counter() - t
             results[m] = r
-            (ds.out / f"{m}-seed{seed}{'-valid' if args.validation_only else ''}.json").write_text(
+            (ds.out / f"{m}-seed{seed}{suffix}.json").write_text(
                 json.dumps(r, indent=2, default=float)
             )
             log(
@@ -517,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.date.today().isoformat(),
     }
     # one file per (methods, seeds): runs of other methods into the same --out keep theirs
-    name = f"summary-{args.methods.replace(',', '+')}-seeds{'-'.join(map(str, args.seeds))}"
-    name += "-valid.json" if args.validation_only else ".json"
+    seeds = "-".join(map(str, args.seeds))
+    name = f"summary-{args.methods.replace(',', '+')}-seeds{seeds}{suffix}.json"
     (ds.out / name).write_text(json.dumps(summary, indent=2, default=float))
     log("\n" + summary["table"])
     print(json.dumps(summary, indent=2, default=float))
