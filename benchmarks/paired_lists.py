@@ -5,8 +5,11 @@ two runs' own errors, since the users' difficulty cancels).
 Each input is a run's `eval_topk.jsonl` (`models/retriever/stage.py`: one line per held-out
 sample with its `user`, `target` and ranked `items`). Prints JSON: for every pair (b - a) and
 metric, the mean difference, its paired standard error and the number of shared users.
+A name may carry several runs (seeds), comma-separated: each user's hit and NDCG are then
+averaged over them before the difference, so the error reflects users and seeds together.
 
     python benchmarks/paired_lists.py none=RUN_A/eval_topk.jsonl cka=RUN_B/eval_topk.jsonl [--k 10]
+    python benchmarks/paired_lists.py none=A_SEED0.jsonl,A_SEED1.jsonl cka=B_SEED0.jsonl,B_SEED1.jsonl
 """
 
 from __future__ import annotations
@@ -33,9 +36,20 @@ def per_user_hits(path: Path, k: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def compare(runs: dict[str, Path], k: int) -> dict[str, dict]:
-    """Every pair's paired differences (later name minus earlier) in Recall@k and NDCG@k."""
-    hits = {name: per_user_hits(path, k) for name, path in runs.items()}
+def seed_mean_hits(paths: list[Path], k: int) -> dict[str, tuple[float, float]]:
+    """user -> (hit, NDCG@k) averaged over the runs (seeds) of one name, for users in all."""
+    each = [per_user_hits(p, k) for p in paths]
+    users = set.intersection(*(set(h) for h in each))
+    return {u: tuple(float(np.mean([h[u][j] for h in each])) for j in (0, 1)) for u in users}
+
+
+def compare(runs: dict[str, Path | list[Path]], k: int) -> dict[str, dict]:
+    """Every pair's paired differences (later name minus earlier) in Recall@k and NDCG@k; a
+    name with several runs (seeds) is compared by each user's mean over them."""
+    hits = {
+        name: seed_mean_hits(paths if isinstance(paths, list) else [paths], k)
+        for name, paths in runs.items()
+    }
     out: dict[str, dict] = {}
     for a, b in itertools.combinations(hits, 2):
         users = sorted(set(hits[a]) & set(hits[b]))
@@ -49,10 +63,10 @@ def compare(runs: dict[str, Path], k: int) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", metavar="NAME=EVAL_TOPK_JSONL")
+    ap.add_argument("runs", nargs="+", metavar="NAME=EVAL_TOPK_JSONL[,EVAL_TOPK_JSONL...]")
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args(argv)
-    runs = {n: Path(p) for n, p in (r.split("=", 1) for r in args.runs)}
+    runs = {n: [Path(x) for x in p.split(",")] for n, p in (r.split("=", 1) for r in args.runs)}
     print(json.dumps(compare(runs, args.k), indent=2))
     return 0
 

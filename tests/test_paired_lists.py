@@ -40,3 +40,18 @@ def test_paired_differences_and_their_standard_error(tmp_path):
     ndcg_a = np.array([1, 1 / np.log2(5), 0, 0])
     ndcg_b = np.array([1, 0, 1 / np.log2(4), 1 / np.log2(7)])
     assert out["ndcg@10"]["difference"] == pytest.approx((ndcg_b - ndcg_a).mean())
+
+
+def test_several_seeds_per_name_compare_each_users_mean(tmp_path):
+    a0 = write_run(tmp_path / "a0.jsonl", [0, 3, -1, 12])  # hits@10: 1 1 0 0
+    a1 = write_run(tmp_path / "a1.jsonl", [-1, 3, -1, 1])  # hits@10: 0 1 0 1
+    b0 = write_run(tmp_path / "b0.jsonl", [0, -1, 2, 5])  # hits@10: 1 0 1 1
+    b1 = write_run(tmp_path / "b1.jsonl", [0, -1, -1, 5])  # hits@10: 1 0 0 1
+    out = paired_lists.compare({"a": [a0, a1], "b": [b0, b1]}, k=10)["b - a"]
+    d = np.array([2, 0, 1, 2], float) / 2 - np.array([1, 2, 0, 1], float) / 2  # sums of 2 seeds
+    assert out["users"] == 4
+    assert out["recall@10"]["difference"] == pytest.approx(d.mean())
+    assert out["recall@10"]["paired_se"] == pytest.approx(d.std(ddof=1) / 2)
+    # one seed each is the plain paired comparison
+    single = paired_lists.compare({"a": [a0], "b": [b0]}, k=10)["b - a"]
+    assert single == paired_lists.compare({"a": a0, "b": b0}, k=10)["b - a"]
