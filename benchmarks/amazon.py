@@ -28,6 +28,8 @@ and writes each method's test top-200 lists as JSONL, `{"user": <user id>, "item
 
 `--validation-only` measures a lever: retriever methods train and select as usual, then decode
 every validation user instead of test (`retriever.eval.held_out: valid`); test is never decoded.
+`--reuse` then scores the chosen lever's test once with the weights validation chose (the run
+folder of the same settings is decoded on test, not trained again).
 """
 
 from __future__ import annotations
@@ -55,7 +57,14 @@ from models.baselines.variants import variant  # noqa: E402
 from models.metrics import retrieval_report, target_ranks  # noqa: E402
 from models.retriever.protocol import Split, held_out_event_ids, split_samples  # noqa: E402
 from models.retriever.samples import build_samples  # noqa: E402
-from models.retriever.stage import TOPK_FILE, evaluate_run, train_run, warehouse_inputs  # noqa: E402
+from models.retriever.stage import (  # noqa: E402
+    TOPK_FILE,
+    RetrieverRun,
+    evaluate_run,
+    hold_out,
+    train_run,
+    warehouse_inputs,
+)
 from models.retriever.train import train  # noqa: E402
 from models.space import FeatureSpace
 from models.tokenizer.stage import run_sid_stage  # noqa: E402
@@ -272,12 +281,20 @@ def unger_settings(params: Params, name: str) -> Params:
 
 
 def run_retriever(
-    ds: Dataset, params: Params, seed: int, name: str, run_name: str = "", decode: bool = True
+    ds: Dataset,
+    params: Params,
+    seed: int,
+    name: str,
+    run_name: str = "",
+    decode: bool = True,
+    reuse: bool = False,
 ) -> dict:
     """UniRec (or a variant such as tiger, or an UNGER ablation row) through the product's
     SID, train and eval stages; model selection on validation (`train_run`), then the split of
     `retriever.eval.held_out` decoded (test; valid for a lever) and reported under its name.
-    `decode=False` stops after training (a probe: only its validation selection is read)."""
+    `decode=False` stops after training (a probe: only its validation selection is read).
+    `reuse`: a run folder of the same settings that finished training is not trained again;
+    its held-out samples are re-written for this split (`hold_out`) and its weights decoded."""
     if name in UNGER:
         params = unger_settings(params, name)
     mp = variant(params.retriever.model, "unirec" if name in UNGER else name)
@@ -320,19 +337,16 @@ def run_retriever(
     # keyed by the settings: a lever measured with --set never overwrites another run's folder
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     run = ds.folder / f"{run_name or name}-seed{seed}-{digest[:8]}"
-    info = train_run(
-        p,
-        ds.events,
-        ds.items,
-        ds.users,
-        stage.table.frame,
-        ds.day,
-        run,
-        progress=True,
-        codebook_size=p.sid.K,
-        protocol=PROTOCOL,
-        sid_folder=sid_out,
-    )
+    inputs = (p, ds.events, ds.items, ds.users, stage.table.frame, ds.day, run)
+    common = {"codebook_size": p.sid.K, "protocol": PROTOCOL, "sid_folder": sid_out}
+    if reuse and (run / "train.json").exists():
+        info = RetrieverRun(**json.loads((run / "train.json").read_text()))
+        held = p.retriever.eval.held_out
+        if json.loads((run / "eval_meta.json").read_text()).get("split", "test") != held:
+            n = hold_out(*inputs, **common)
+            log(f"{name}: {run.name} reused; its held-out samples re-written: {n} {held}")
+    else:
+        info = train_run(*inputs, progress=True, **common)
     log(
         f"{name}: trained {info.steps} steps in {info.train_seconds:.0f}s; "
         f"selection {json.dumps(info.selection.get('checkpoint'))}"
@@ -439,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         help="retriever methods: train and select as usual, then decode every validation user "
         "instead of test (retriever.eval.held_out=valid; test is never decoded): a lever",
     )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="retriever methods: a run of the same settings that finished training (e.g. a "
+        "lever measured with --validation-only) is decoded on this run's split, not retrained",
+    )
     ap.add_argument("--out", default=None, help="folder for the JSON and the top-200 lists")
     ap.add_argument(
         "--set",
@@ -479,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             elif m == "unirec_auto":
                 r = run_auto(ds, params, seed, args.probe_steps)
             else:
-                r = run_retriever(ds, params, seed, m)
+                r = run_retriever(ds, params, seed, m, reuse=args.reuse)
             r["seconds"] = time.perf_counter() - t
             results[m] = r
             (ds.out / f"{m}-seed{seed}{suffix}.json").write_text(

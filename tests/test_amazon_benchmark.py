@@ -1,5 +1,6 @@
 """benchmarks/amazon.py end to end on a small review log: a lever measured on validation only
-decodes the validation split and never test, and runs of different settings keep their own folders."""
+decodes the validation split and never test, runs of different settings keep their own folders,
+and `--reuse` scores the chosen lever's test with the weights validation chose, untrained again."""
 
 from __future__ import annotations
 
@@ -78,3 +79,19 @@ def test_validation_only_lever_decodes_validation_never_test(workdir, tmp_path, 
         assert not (out / "unirec_top200.jsonl").exists()
     runs = sorted(p.name for p in run.parent.glob("unirec-seed0-*"))
     assert len(runs) == 2  # the two budgets trained into folders of their own
+
+    # the chosen lever's test, scored once with the same weights: no second training
+    trained = (run / "train.json").read_text()
+    weights = (run / "model.safetensors").stat().st_mtime_ns
+    test = [a for a in base if a != "--validation-only"] + ["--reuse"]
+    assert amazon.main([*test, *small, "--set", "retriever.train.max_steps=12"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "test"
+    assert (run / "train.json").read_text() == trained
+    assert (run / "model.safetensors").stat().st_mtime_ns == weights
+    row = json.loads((out / "unirec-seed0.json").read_text())
+    assert Path(row["run"]) == run and row["test"]["recall@10"] >= 0
+    decoded = [json.loads(x) for x in (run / "eval_topk.jsonl").read_text().splitlines()]
+    last = events.groupby("user_id")["item_id"].apply(lambda s: s.iloc[-1]).to_dict()
+    assert {d["user"]: d["target"] for d in decoded} == last
+    assert json.loads((run / "metrics.json").read_text())["split"] == "test"
+    assert (out / "unirec_top200.jsonl").exists()

@@ -363,6 +363,39 @@ def train_run(
     return run
 
 
+def hold_out(
+    params: Params,
+    events: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    sid_frame: pd.DataFrame,
+    day: dt.date,
+    out: Path,
+    model_params: RetrieverModelParams | None = None,
+    codebook_size: int | None = None,
+    protocol: str = "day",
+    sid_folder: Path | None = None,
+) -> int:
+    """Re-write a finished run folder's held-out samples for `retriever.eval.held_out`,
+    without training: the test split of a configuration chosen on validation is then decoded
+    once with the very weights validation chose. The inputs must be the run's own (the
+    feature space is rebuilt and must equal the run's `vocab.json`). Returns the samples."""
+    mp = model_params or params.retriever.model
+    prep = prepare(
+        params, events, items, users, sid_frame, day, mp, codebook_size, protocol, sid_folder
+    )
+    trained = json.loads((out / "vocab.json").read_text())
+    if json.loads(json.dumps(prep.parts.space.vocab)) != trained:
+        raise ValueError(
+            f"{out / 'vocab.json'}: the run's feature space differs from the one these inputs "
+            "build; its held-out samples cannot be re-written (different data or settings)"
+        )
+    save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
+    meta = eval_meta(prep.held, prep.parts.space, day, protocol, prep.bos, prep.held_split)
+    write_text_atomic(json.dumps(meta), out / "eval_meta.json")
+    return len(prep.held)
+
+
 def track(
     params: Params, run: RetrieverRun, result: TrainResult, mp: RetrieverModelParams, out: Path
 ) -> RunLink | None:
