@@ -295,10 +295,15 @@ def save(out: Path, prep: Prepared, day: dt.date, protocol: str, result: TrainRe
     save_checkpoint(parts.model, out / "model.safetensors", {"day": day.isoformat()})
     save_item_paths(parts.paths, out / "item_paths.parquet")
     (out / "vocab.json").write_text(json.dumps(parts.space.vocab))
-    save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
-    meta = eval_meta(prep.held, parts.space, day, protocol, prep.bos, prep.held_split)
-    write_text_atomic(json.dumps(meta), out / "eval_meta.json")
+    save_held_out(out, prep, day, protocol)
     plot_losses(result, out / "loss.png", f"retriever loss, as of {day}")
+
+
+def save_held_out(out: Path, prep: Prepared, day: dt.date, protocol: str) -> None:
+    """The held-out samples (`eval.safetensors`) and what identifies them (`eval_meta.json`)."""
+    save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
+    meta = eval_meta(prep.held, prep.parts.space, day, protocol, prep.bos, prep.held_split)
+    write_text_atomic(json.dumps(meta), out / "eval_meta.json")
 
 
 def train_run(
@@ -390,9 +395,7 @@ def hold_out(
             f"{out / 'vocab.json'}: the run's feature space differs from the one these inputs "
             "build; its held-out samples cannot be re-written (different data or settings)"
         )
-    save_file({k: v.contiguous() for k, v in prep.held_data.items()}, str(out / "eval.safetensors"))
-    meta = eval_meta(prep.held, prep.parts.space, day, protocol, prep.bos, prep.held_split)
-    write_text_atomic(json.dumps(meta), out / "eval_meta.json")
+    save_held_out(out, prep, day, protocol)
     return len(prep.held)
 
 
