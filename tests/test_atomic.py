@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,38 @@ def test_write_text_atomic_and_set_aside(tmp_path: Path):
     ]
     folder = set_aside([path], tmp_path, tmp_path / "interrupted", "is a test")
     assert not path.exists() and (folder / "sub" / "state.json").read_text() == "{}"
+
+
+def test_concurrent_writers_of_one_folder_each_finish_whole(tmp_path: Path):
+    """Two runs sharing a SID cache write the same folder at once: no writer fails, and the
+    folder a reader finds is one writer's whole version (a shared staging name broke this)."""
+    folder = tmp_path / "artefacts"
+    start = threading.Barrier(6)
+
+    def write(w: int) -> None:
+        start.wait()
+        for i in range(20):
+            with staged_folder(folder) as staging:
+                for f in ("a.txt", "b.txt", "c.txt"):
+                    (staging / f).write_text(f"{w}-{i}")
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(write, range(6)))  # re-raises any writer's error
+    versions = {p.read_text() for p in folder.iterdir()}
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+    assert len(versions) == 1, f"a mix of versions: {versions}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artefacts"]
+
+
+def test_what_a_killed_writer_left_is_cleared_by_the_next(tmp_path: Path):
+    dead = 2**31 - 2  # above any pid_max: no such process
+    for left in (f".state.json.{dead}.ab12.tmp", f".artefacts.{dead}.cd34.tmp"):
+        (tmp_path / left).mkdir() if "artefacts" in left else (tmp_path / left).write_text("x")
+    live = tmp_path / f".artefacts.{os.getpid()}.ef56.tmp"  # a writer still running: kept
+    live.mkdir()
+    write_text_atomic("{}", tmp_path / "state.json")
+    with staged_folder(tmp_path / "artefacts") as staging:
+        (staging / "a.txt").write_text("v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["artefacts", "state.json", live.name]
+    )
