@@ -198,6 +198,11 @@ class RetrieverModelParams(Strict):
     capacity_sids: bool = True  # False = plain RQ-KMeans SIDs (ablation / TIGER-like)
     self_attention: bool = True  # causal self-attention over the decoding path
     encoder_layers: int = Field(0, ge=0)  # self-attention blocks over the history (0 = as §3.5)
+    # SASRec-style causal self-attention blocks over the behaviour sequence (0 = as §3.5)
+    seq_layers: int = Field(0, ge=0)
+    # weight of the all-position next-item cross-entropy: every causal sequence state predicts
+    # the next item through the item head's output vectors (needs seq_layers and item_head)
+    next_item_weight: float = Field(0.0, ge=0)
     d_model: int = Field(128, gt=0)
     n_layers: int = Field(3, gt=0)  # D
     n_heads: int = Field(8, gt=0)

@@ -90,3 +90,50 @@ def test_warm_start_keys_item_head_rows_by_item_id():
         )
     fresh = new.paths.rows(["i000a"])[0]
     assert torch.equal(new.model.item_head.emb.weight[fresh], init[fresh])
+
+
+def test_causal_sequence_states_see_only_earlier_items():
+    p = parts(n_items=30, item_head=True, seq_layers=2)
+    p.model.eval()
+    b = batch(p, 3, seed=2)
+    seq = p.model.encode(b).seq  # (B, T, d)
+    later = {**b, "hist": b["hist"].clone()}
+    later["hist"][:, -1] = (later["hist"][:, -1] % len(p.space.items)) + 1  # another item
+    seq2 = p.model.encode(later).seq
+    assert torch.allclose(seq[:, :-1], seq2[:, :-1], atol=1e-6), "a state saw a later item"
+    assert not torch.allclose(seq[:, -1], seq2[:, -1])
+    assert torch.isfinite(seq).all()  # padding positions (batch row 0) attend to themselves
+
+
+def test_next_item_loss_is_every_states_cross_entropy_on_the_item_after_it():
+    p = _scrambled(parts(n_items=30, item_head=True, seq_layers=1, next_item_weight=0.5))
+    p.model.eval()
+    b = batch(p, 4, seed=3)
+    m = p.model
+    ctx = m.encode(b)
+    col = m.inputs.seq_fields.index("item_id")
+    path_of = {int(x): r for r, x in enumerate(m.item_head.item_ids.tolist())}
+    item_emb = m.inputs.field_emb["item_id"].weight
+    terms = []
+    for i in range(4):  # the plain loop: state t -> the history item after it, last -> target
+        ids = [int(x) for x in m.inputs.item_fields[b["hist"][i], col]]
+        nxt = [path_of.get(x, -1) for x in ids[1:]] + [int(b["item_row"][i])]
+        for t, x in enumerate(ids):
+            if x > 0 and nxt[t] >= 0:
+                lg = m.item_head.score(m.next_item.query(ctx.seq[i, t][None]), item_emb)
+                terms.append(F.cross_entropy(lg, torch.tensor([nxt[t]])))
+    assert len(terms) > 4
+    want = torch.stack(terms).mean()
+    assert torch.allclose(m._next_item_nll(ctx, b), want, atol=1e-5)
+    full = m.loss(b)
+    m.next_item = None  # the same weights without the term
+    assert torch.allclose(full, m.loss(b) + 0.5 * want, atol=1e-5)
+
+
+def test_next_item_loss_trains_the_sequence_blocks_and_needs_them():
+    p = parts(n_items=30, item_head=True, seq_layers=1, next_item_weight=1.0)
+    p.model.loss(batch(p, 4)).backward()
+    grads = [q.grad for q in p.model.inputs.seq_blocks.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="next_item_weight needs"):
+        parts(n_items=30, item_head=True, next_item_weight=1.0)  # no seq_layers

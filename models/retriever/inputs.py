@@ -7,6 +7,10 @@
   item embedding -> Linear -> RMSNorm (eq. 10), appended to the sequence
 - learned positions on the memory (eq. 13), plus one always-valid "null" memory token
   so a request without history still has something to attend to
+- optionally (seq_layers > 0, not in the paper) causal self-attention blocks over the
+  behaviour sequence before it joins the memory, SASRec-style: the state at position t
+  summarises the history up to t, so every position can be trained to predict the next
+  item (the model's `next_item_weight`), not only the sample's target
 - optionally (encoder_layers > 0, not in the paper) bidirectional self-attention blocks
   over that memory, so history items see each other before the decoder reads them
 - h_agg = RMSNorm([h_static, masked mean pool of H_seq]) (eq. 11)
@@ -16,10 +20,21 @@ The model carries the item feature table as buffers, so a request only needs ite
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from models.retriever.layers import HistoryEncoderBlock
+
+
+class EncodedInputs(NamedTuple):
+    """The request side, computed once per request."""
+
+    mem: torch.Tensor  # (B, S, d) behaviour memory the decoder cross-attends
+    mem_mask: torch.Tensor  # (B, S) True = real token
+    h_agg: torch.Tensor  # (B, d_agg) eq. 11
+    seq: torch.Tensor  # (B, T, d) the behaviour sequence's states (causal with seq_layers)
 
 
 class InputEncoder(nn.Module):
@@ -40,6 +55,7 @@ class InputEncoder(nn.Module):
         history_len: int,
         mm_len: int,
         encoder_layers: int = 0,
+        seq_layers: int = 0,
         n_heads: int = 1,
         ffn_hidden: int = 0,
         dropout: float = 0.0,
@@ -70,6 +86,13 @@ class InputEncoder(nn.Module):
             )
             self.mm_proj = nn.Linear(d_field * (n_layers + 1), d_model)
             self.mm_norm = nn.RMSNorm(d_model)
+        # SASRec-style causal blocks over the sequence (positions: most recent last)
+        self.seq_pos = nn.Embedding(history_len, d_model) if seq_layers else None
+        self.seq_blocks = nn.ModuleList(
+            HistoryEncoderBlock(d_model, n_heads, ffn_hidden or 2 * d_model, dropout, causal=True)
+            for _ in range(seq_layers)
+        )
+        self.seq_out_norm = nn.RMSNorm(d_model) if seq_layers else None
         self.null = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = nn.Embedding(1 + history_len + mm_len, d_model)
         self.encoder = nn.ModuleList(
@@ -79,20 +102,26 @@ class InputEncoder(nn.Module):
         self.encoder_norm = nn.RMSNorm(d_model) if encoder_layers else None
         self.d_agg = self.d_static + d_model
         self.agg_norm = nn.RMSNorm(self.d_agg)
-        for emb in self.field_emb.values():
+        for emb in [*self.field_emb.values(), *([self.seq_pos] if self.seq_pos else [])]:
             nn.init.normal_(emb.weight, std=0.02)
 
     def forward(
         self, profile: torch.Tensor, hist: torch.Tensor, hist_type: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> EncodedInputs:
         """profile (B, F_p) ids, hist (B, T) item rows (0 = pad, most recent last),
-        hist_type (B, T) event-type ids -> mem (B, S, d), mem_mask (B, S), h_agg (B, d_agg)."""
+        hist_type (B, T) event-type ids -> mem (B, S, d), mem_mask (B, S), h_agg (B, d_agg)
+        and the sequence states (B, T, d)."""
         b = hist.shape[0]
         feats = self.item_fields[hist]  # (B, T, F_s)
         parts = [self.field_emb[f](feats[..., i]) for i, f in enumerate(self.seq_fields)]
         parts.append(self.type_emb(hist_type))
         h_seq = self.seq_proj(self.seq_norm(torch.cat(parts, dim=-1)))  # (B, T, d) eq. 9
         mask = hist > 0  # (B, T)
+        if self.seq_out_norm is not None:
+            x = h_seq + self.seq_pos.weight[-hist.shape[1] :]  # (B, T, d)
+            for block in self.seq_blocks:
+                x = block(x, mask)
+            h_seq = self.seq_out_norm(x)  # (B, T, d): state t sees items <= t
         mems, masks = [self.null.expand(b, 1, -1), h_seq], [mask.new_ones(b, 1), mask]
         if self.mm:
             recent = hist[:, -self.mm :]  # (B, L_mm)
@@ -119,4 +148,4 @@ class InputEncoder(nn.Module):
                 [self.field_emb[f](profile[:, i]) for i, f in enumerate(self.profile_fields)], -1
             )
             pooled = torch.cat([self.static_norm(static), pooled], dim=-1)  # eq. 8
-        return mem, mem_mask, self.agg_norm(pooled)  # eq. 11
+        return EncodedInputs(mem, mem_mask, self.agg_norm(pooled), h_seq)  # eq. 11

@@ -46,11 +46,40 @@ class ItemHead(nn.Module):
         self, q0: torch.Tensor, h_agg: torch.Tensor, item_emb: torch.Tensor | None = None
     ) -> torch.Tensor:
         """q0 (B, d), h_agg (B, d_agg), item_emb (V_item, d_item) input table -> logits (B, N)."""
-        u = self.query(torch.cat([q0, h_agg], dim=-1))  # (B, d)
+        return self.score(self.query(torch.cat([q0, h_agg], dim=-1)), item_emb)  # u (B, d)
+
+    def score(self, u: torch.Tensor, item_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """logit(i) = <u, v_i> + b_i for queries u (M, d) -> (M, N)."""
         vec = self.emb.weight  # (N, d)
         if self.tie is not None and item_emb is not None:
             vec = vec + self.tie(item_emb[self.item_ids])
         return u @ vec.T + self.bias.weight[:, 0]
+
+
+class NextItemLoss(nn.Module):
+    """All-position training (SASRec's, beyond the paper): with causal sequence states
+    (`seq_layers`), state t predicts the item after it through the item head's output
+    vectors v_i, so one request trains on every step of its history, not only its target."""
+
+    def __init__(self, d_model: int, path_item_ids: torch.Tensor, item_vocab: int) -> None:
+        """`path_item_ids` (N,): each path row's item_id field id; `item_vocab`: the item_id
+        field's vocabulary size."""
+        super().__init__()
+        self.query = nn.Linear(d_model, d_model)
+        path_of = torch.full((item_vocab,), -1, dtype=torch.long)
+        path_of[path_item_ids.long()] = torch.arange(len(path_item_ids))
+        path_of[0] = -1  # id 0: padding / unknown item
+        self.register_buffer("path_of", path_of, persistent=False)  # item_id id -> path row
+
+    def pairs(
+        self, seq: torch.Tensor, hist_ids: torch.Tensor, target_row: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """seq (B, T, d) causal states, hist_ids (B, T) item_id field ids (0 = padding, most
+        recent last), target_row (B,) the target's path row (-1 = none) -> the states (M, d)
+        that have a next item and that item's path row (M,)."""
+        nxt = torch.cat([self.path_of[hist_ids[:, 1:]], target_row[:, None]], dim=1)  # (B, T)
+        keep = (hist_ids > 0) & (nxt >= 0)
+        return seq[keep], nxt[keep]
 
 
 def rerank(

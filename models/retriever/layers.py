@@ -156,14 +156,17 @@ class SwiGLU(nn.Module):
 
 
 class HistoryEncoderBlock(nn.Module):
-    """Pre-norm bidirectional self-attention + SwiGLU over the behaviour memory.
+    """Pre-norm self-attention + SwiGLU over the behaviour memory.
 
     Not in UniRec's §3.5 (its K/V are the projected behaviours, eq. 13); an option that
-    lets history items interact before the decoder reads them, as TIGER's encoder does.
+    lets history items interact before the decoder reads them, as TIGER's encoder does
+    (bidirectional), or, `causal`, each item sees only itself and earlier ones (SASRec's
+    blocks: the state at position t summarises the history up to t).
     """
 
-    def __init__(self, d: int, n_heads: int, hidden: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, hidden: int, dropout: float, causal: bool = False):
         super().__init__()
+        self.causal = causal
         if d % n_heads:
             raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
         self.h, self.dh = n_heads, d // n_heads
@@ -179,11 +182,15 @@ class HistoryEncoderBlock(nn.Module):
         """x (B, S, d) memory, mask (B, S) True = real token -> (B, S, d)."""
         b, s, d = x.shape
         q, k, v = self.qkv(self.norm_sa(x)).view(b, s, 3, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        attn = mask[:, None, None, :]  # (B, 1, 1, S) keys
+        if self.causal:  # keys at or before the query; a padding query sees itself (no NaN)
+            eye = torch.eye(s, dtype=torch.bool, device=x.device)
+            attn = (attn & torch.ones_like(eye).tril()) | eye  # (B, 1, S, S)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
-            attn_mask=mask[:, None, None, :],
+            attn_mask=attn,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, H, S, dh)
         x = x + self.drop(self.out(y.transpose(1, 2).reshape(b, s, d)))

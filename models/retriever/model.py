@@ -8,6 +8,7 @@
                [+ per-trie-edge output vectors; softmax over the node's children] (nodes.py)
     loss    -> sum_t -alpha * log p(s*_t | s*_<t)                             (eq. 19)
                [+ -alpha * log p_item(i*) of the item-level head]             (item_head.py)
+               [+ beta * mean_t -log p_item(x_{t+1} | causal state t), SASRec-style]
                [+ lambda * L_IKD of a summary token after the path, unger eq. 11-12] (ikd.py)
 
 P = m + L (+1 dedup) decoding steps; B requests, W beams, d = d_model.
@@ -26,7 +27,7 @@ from models.retriever.content_summary import ContentSummary
 from models.retriever.heads import RankHead
 from models.retriever.ikd import SummaryToken, ikd_loss
 from models.retriever.inputs import InputEncoder
-from models.retriever.item_head import ItemHead
+from models.retriever.item_head import ItemHead, NextItemLoss
 from models.retriever.layers import DecoderBlock
 from models.retriever.nodes import PathNodes
 from models.retriever.paths import PathSpec
@@ -72,11 +73,13 @@ class DecodeContext:
     mem_mask: torch.Tensor  # (B, S)
     h_agg: torch.Tensor  # (B, d_agg)
     task: torch.Tensor  # (B,)
+    seq: torch.Tensor | None = None  # (B, T, d) sequence states (the next-item loss reads them)
 
     def select(self, req: torch.Tensor) -> DecodeContext:
         """The context of requests `req` (M,) (repeats allowed): one row per entry."""
         kv = [(k[req], v[req]) for k, v in self.kv]
-        return DecodeContext(kv, self.mem_mask[req], self.h_agg[req], self.task[req])
+        seq = None if self.seq is None else self.seq[req]
+        return DecodeContext(kv, self.mem_mask[req], self.h_agg[req], self.task[req], seq)
 
 
 class UniRec(nn.Module):
@@ -112,6 +115,7 @@ class UniRec(nn.Module):
             history_len=m.history_len,
             mm_len=m.mm_len,
             encoder_layers=m.encoder_layers,
+            seq_layers=m.seq_layers,
             n_heads=m.n_heads,
             ffn_hidden=int(m.ffn_mult * d),
             dropout=m.dropout,
@@ -178,6 +182,14 @@ class UniRec(nn.Module):
             self.item_head = ItemHead(
                 d, d_agg, path_item_ids, m.d_field, tie="item_id" in m.seq_fields
             )
+        self.next_item = None
+        if m.next_item_weight:
+            if not (m.item_head and m.seq_layers and "item_id" in m.seq_fields):
+                raise ValueError(
+                    "retriever.model.next_item_weight needs item_head, seq_layers > 0 and "
+                    "item_id in seq_fields"
+                )
+            self.next_item = NextItemLoss(d, path_item_ids, cfg.field_vocab["item_id"])
         # UNGER §3.4.3 IKD: built last, so every other parameter draws the same initial values
         # with the switch on or off
         self.ikd = None
@@ -189,10 +201,9 @@ class UniRec(nn.Module):
     # ---- request side -------------------------------------------------------------
     def encode(self, batch: dict[str, torch.Tensor]) -> DecodeContext:
         """Behaviour memory and per-layer cross-attention K/V, once per request."""
-        mem, mem_mask, h_agg = self.inputs(batch["profile"], batch["hist"], batch["hist_type"])
-        return DecodeContext(
-            [blk.cross.kv(mem) for blk in self.blocks], mem_mask, h_agg, batch["task"]
-        )
+        enc = self.inputs(batch["profile"], batch["hist"], batch["hist_type"])
+        kv = [blk.cross.kv(enc.mem) for blk in self.blocks]
+        return DecodeContext(kv, enc.mem_mask, enc.h_agg, batch["task"], enc.seq)
 
     # ---- decoding path ------------------------------------------------------------
     def _decode(
@@ -327,6 +338,19 @@ class UniRec(nn.Module):
         item_emb = self.inputs.field_emb["item_id"].weight if self.item_head.tie else None
         return self.item_head(q0, h_agg, item_emb)
 
+    def _next_item_nll(self, ctx: DecodeContext, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy of every causal sequence state predicting the item after it
+        (the next history item; the last state, the sample's target), SASRec-style."""
+        assert self.next_item is not None and self.item_head is not None and ctx.seq is not None
+        col = self.inputs.seq_fields.index("item_id")
+        hist_ids = self.inputs.item_fields[batch["hist"], col]  # (B, T) item_id field ids
+        state, target = self.next_item.pairs(ctx.seq, hist_ids, batch["item_row"])  # (M, d), (M,)
+        if not len(target):
+            return ctx.seq.new_zeros(())
+        item_emb = self.inputs.field_emb["item_id"].weight if self.item_head.tie else None
+        logits = self.item_head.score(self.next_item.query(state), item_emb).float()  # (M, N)
+        return F.cross_entropy(logits, target)
+
     def _teacher_forced(
         self, batch: dict[str, torch.Tensor], summary: bool = False
     ) -> tuple[DecodeContext, torch.Tensor, list[torch.Tensor]]:
@@ -374,6 +398,8 @@ class UniRec(nn.Module):
             nll = nll + F.cross_entropy(item_logits, batch["item_row"], reduction="none")
         w = batch["weight"]
         loss = (w * nll).sum() / w.sum()
+        if self.next_item is not None:
+            loss = loss + self.cfg.model.next_item_weight * self._next_item_nll(ctx, batch)
         if not summary:
             return loss, None
         m = self.cfg.model
