@@ -132,7 +132,12 @@ def test_next_item_loss_is_every_states_cross_entropy_on_the_item_after_it():
 
 def test_next_item_loss_trains_the_sequence_blocks_and_needs_them():
     p = parts(n_items=30, item_head=True, seq_layers=1, next_item_weight=1.0)
+    scored = []
+    score = p.model.item_head.score
+    p.model.item_head.score = lambda u, e=None: scored.append(len(u)) or score(u, e)
+    p.model.train()
     p.model.loss(batch(p, 4)).backward()
+    assert scored == [4, 4], "training scores the B targets, then a random B of the ~4T states"
     grads = [q.grad for q in p.model.inputs.seq_blocks.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
     with pytest.raises(ValueError, match="next_item_weight needs"):

@@ -339,14 +339,19 @@ class UniRec(nn.Module):
         return self.item_head(q0, h_agg, item_emb)
 
     def _next_item_nll(self, ctx: DecodeContext, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy of every causal sequence state predicting the item after it
-        (the next history item; the last state, the sample's target), SASRec-style."""
+        """Mean cross-entropy of causal sequence states predicting the item after each (the
+        next history item; the last state, the sample's target), SASRec-style. Training uses
+        a random B of the batch's states: a catalogue softmax costs as much per state as the
+        item head's per sample, and the per-prefix samples repeat each transition anyway."""
         assert self.next_item is not None and self.item_head is not None and ctx.seq is not None
         col = self.inputs.seq_fields.index("item_id")
         hist_ids = self.inputs.item_fields[batch["hist"], col]  # (B, T) item_id field ids
         state, target = self.next_item.pairs(ctx.seq, hist_ids, batch["item_row"])  # (M, d), (M,)
         if not len(target):
             return ctx.seq.new_zeros(())
+        if self.training and len(target) > len(hist_ids):
+            pick = torch.randperm(len(target), device=target.device)[: len(hist_ids)]
+            state, target = state[pick], target[pick]  # (B, d), (B,)
         item_emb = self.inputs.field_emb["item_id"].weight if self.item_head.tie else None
         logits = self.item_head.score(self.next_item.query(state), item_emb).float()  # (M, N)
         return F.cross_entropy(logits, target)
