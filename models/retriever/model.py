@@ -76,10 +76,11 @@ class DecodeContext:
     seq: torch.Tensor | None = None  # (B, T, d) sequence states (the next-item loss reads them)
 
     def select(self, req: torch.Tensor) -> DecodeContext:
-        """The context of requests `req` (M,) (repeats allowed): one row per entry."""
+        """The context of requests `req` (M,) (repeats allowed): one row per entry. For
+        decoding (beam search's last step): the sequence states, which only the training loss
+        reads, are not gathered."""
         kv = [(k[req], v[req]) for k, v in self.kv]
-        seq = None if self.seq is None else self.seq[req]
-        return DecodeContext(kv, self.mem_mask[req], self.h_agg[req], self.task[req], seq)
+        return DecodeContext(kv, self.mem_mask[req], self.h_agg[req], self.task[req])
 
 
 class UniRec(nn.Module):
